@@ -1,5 +1,4 @@
 /* log: formatting and printing of log lines. */
-#define _GNU_SOURCE
 #include "log.h"
 
 #include <stdarg.h>

@@ -93,7 +93,10 @@ const store_entry_t *store_lookup_any(store_t *store, uint64_t hash,
                                       const void *key, size_t key_len);
 
 /* Serialises writers of the key at hash; readers never wait on it. Locks
- * of one thread may not nest. */
+ * of one thread may not nest. While holding one, a thread must not call
+ * store_drop_if, store_clear, store_sweep or store_destroy. Those take
+ * key locks themselves, and removals wait for a key lock inside a read-side
+ * section, so a lock holder must never wait for readers. */
 void store_key_lock(store_t *store, uint64_t hash);
 void store_key_unlock(store_t *store, uint64_t hash);
 

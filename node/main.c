@@ -1,1 +1,101 @@
-int main(void) { return 0; }
+/* main: peercached start-up and shutdown.
+ *
+ * The main thread parses the configuration, creates the store, starts the
+ * cluster actor and then the client I/O threads, and waits for SIGTERM or
+ * SIGINT. Both signals are blocked in every thread and taken with
+ * sigwait here, so no handler runs inside library code. Shutdown stops the
+ * I/O threads first (no new commands), then the actor, then frees the
+ * store.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "cluster.h"
+#include "config.h"
+#include "hash.h"
+#include "log.h"
+#include "node.h"
+#include "server.h"
+
+static int run(node_t *node)
+{
+    pc_err_t err = cluster_start(node, &node->cluster);
+    if (err != PC_OK) {
+        LOG_ERROR("main", "cannot start the cluster actor error=%s", pc_err_name(err));
+        return 1;
+    }
+    err = server_start(node, &node->server);
+    if (err != PC_OK) {
+        LOG_ERROR("main", "cannot start the client server error=%s", pc_err_name(err));
+        cluster_stop(&node->cluster);
+        return 1;
+    }
+
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    int received = 0;
+    sigwait(&signals, &received);
+    LOG_NOTICE("main", "shutting down signal=%s", received == SIGTERM ? "SIGTERM" : "SIGINT");
+
+    server_stop(&node->server);
+    cluster_stop(&node->cluster);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static node_t node;
+    char err_text[512];
+
+    config_result_t parsed = config_parse(&node.cfg, argc, argv, err_text, sizeof err_text);
+    if (parsed == CONFIG_EXIT_OK)
+        return 0;
+    if (parsed == CONFIG_INVALID) {
+        fprintf(stderr, "peercached: %s\n", err_text);
+        return 2;
+    }
+
+    /* Blocked before any thread starts, so every thread inherits it. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pc_log_init(node.cfg.node_id, node.cfg.log_level);
+    if (hash_init() != PC_OK) {
+        LOG_ERROR("main", "libsodium failed to initialise");
+        return 1;
+    }
+
+    node.start_ms = pc_time_ms();
+    node.origin = hash_bytes(node.cfg.node_id, strlen(node.cfg.node_id));
+    hlc_init(&node.clock);
+    store_thread_register();
+    if (store_new(&node.store) != PC_OK) {
+        LOG_ERROR("main", "cannot create the store: out of memory");
+        return 1;
+    }
+    node.zmq_ctx = zmq_ctx_new();
+
+    LOG_NOTICE("main", "starting peercached node=%s port=%u peer_port=%u pub_port=%u "
+               "replicas=%u vnodes=%u threads=%u seeds=%zu", node.cfg.node_id,
+               node.cfg.port, node.cfg.peer_port, node.cfg.pub_port, node.cfg.replicas,
+               node.cfg.vnodes, node.cfg.threads, node.cfg.seed_count);
+
+    int status = run(&node);
+
+    zmq_ctx_term(node.zmq_ctx);
+    store_destroy(&node.store);
+    store_thread_unregister();
+    if (status == 0)
+        LOG_NOTICE("main", "stopped");
+    return status;
+}

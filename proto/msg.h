@@ -88,7 +88,8 @@ typedef struct msg {
                                   HANDOFF, ACK: batch number */
     uint64_t epoch;            /* REPL, BEAT: stream epoch */
     uint64_t seq;              /* REPL: sequence number in the stream.
-                                  BEAT: last sequence number sent to the receiver */
+                                  BEAT: 0, reserved, because a BEAT goes
+                                  to every subscriber */
 
     msg_member_t *members;     /* JOIN (exactly 1), WELCOME, MEMBERS, SYNC */
     size_t member_count;

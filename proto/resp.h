@@ -5,15 +5,23 @@
  * inline ones ("GET key\r\n", as typed into nc or telnet). It is
  * incremental: fed a buffer that starts at the first byte of a request and
  * grows between calls, it keeps its progress and never rescans what it has
- * already parsed. Arguments are returned as spans (offset, length) into
- * that buffer, so no argument is copied; the caller may move or grow the
- * buffer between calls as long as the bytes already given stay the same.
+ * already parsed. The caller may move or grow the buffer between calls as
+ * long as the bytes already given stay the same.
  *
- * Limits, checked before anything is allocated for them, as in Redis 7:
- * a bulk length above RESP_MAX_BULK_BYTES, an argument count above
- * RESP_MAX_ARGS, and an inline request longer than RESP_MAX_INLINE_BYTES
- * are protocol errors. After a protocol error the connection must reply
- * the error and close, as Redis does.
+ * Arguments are returned as spans (offset, length); resp_arg_ptr turns a
+ * span into a pointer. A multibulk argument is a span of the request
+ * buffer, so it is never copied. An inline argument may contain quotes
+ * and escapes ("a\x41b") that the parser removes, so the arguments of an
+ * inline request are copied, unescaped, into a buffer the parser owns,
+ * and their spans are offsets into that copy.
+ *
+ * Limits, checked before anything is allocated for them: a bulk length
+ * above RESP_MAX_BULK_BYTES, an argument count above RESP_MAX_ARGS, and an
+ * inline request longer than RESP_MAX_INLINE_BYTES are protocol errors.
+ * The bulk and inline limits are those of Redis 7, which accepts up to
+ * INT_MAX arguments. After a protocol error the connection must reply the
+ * error and close, as Redis does. A failure is sticky: every later call
+ * returns it again until resp_parser_reset.
  *
  * A parser belongs to one connection and one thread.
  */
@@ -43,32 +51,48 @@ typedef struct resp_parser {
     long long expected; /* multibulk count, -1 before the header */
     long long bulk_len; /* length of the bulk being read, -1 if none */
     size_t pos;         /* bytes of the request consumed so far */
+    size_t scan_pos;    /* where the search for the current line's end resumes */
+    int started;        /* a request is in progress; 0 after PC_OK */
     int is_inline;      /* the request is an inline one */
+    pc_err_t failed;    /* sticky error, PC_OK until a request fails */
+    pc_buf_t inline_args; /* unescaped arguments of an inline request */
     char error[RESP_ERROR_MAX_BYTES]; /* error text after a failure */
 } resp_parser_t;
 
 /* Initialises a parser with no request in progress. */
 void resp_parser_init(resp_parser_t *parser);
 
-/* Frees the parser's argument array. */
+/* Frees the parser's argument array and inline argument buffer. */
 void resp_parser_fini(resp_parser_t *parser);
 
 /* Continues parsing the request that starts at buf[0], of which len bytes
  * have arrived. Returns:
  *  - PC_OK: a whole request was parsed. parser->args[0..argc) hold its
- *    arguments, *consumed its length in bytes. argc may be 0 for an empty
- *    inline line, which Redis ignores. The next call starts a new request.
+ *    arguments, *consumed its length in bytes. argc is 0 for an empty
+ *    inline line and for a multibulk count of 0 or less ("*0", "*-1"),
+ *    which Redis ignores. The next call starts a new request.
  *  - PC_ERR_TRUNCATED: more bytes are needed; *need_hint, when not NULL,
- *    gets the total request length known so far to be required (0 when
- *    unknown), so the caller can size its buffer once for a large bulk.
+ *    gets the total request length known so far to be required: while a
+ *    bulk is being read, the length up to the CRLF after it, otherwise 0
+ *    (unknown). The caller can then size its buffer once for a large bulk.
  *  - PC_ERR_PROTOCOL or PC_ERR_TOO_BIG: the request is malformed or over a
  *    limit; parser->error holds the error text without the "ERR " prefix,
  *    for example "Protocol error: invalid bulk length".
- *  - PC_ERR_NOMEM: growing the argument array failed. */
+ *  - PC_ERR_NOMEM: growing the argument array or the inline argument
+ *    buffer failed. */
 pc_err_t resp_parse(resp_parser_t *parser, const char *buf, size_t len,
                     size_t *consumed, size_t *need_hint);
 
-/* Forgets any request in progress, keeping the argument array. */
+/* Returns a pointer to the first byte of argument i (i < argc) of the
+ * request just parsed, where buf is the buffer given to resp_parse. For a
+ * multibulk request the pointer is into buf; for an inline one it is into
+ * the parser and stays valid until the next call on the parser. The bytes
+ * are not NUL-terminated. */
+const char *resp_arg_ptr(const resp_parser_t *parser, const char *buf,
+                         size_t i);
+
+/* Forgets any request in progress and clears the sticky error, keeping
+ * the argument array. */
 void resp_parser_reset(resp_parser_t *parser);
 
 /* Reply writers. Each appends one RESP2 value to out; errors are sticky
