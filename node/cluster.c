@@ -396,22 +396,106 @@ static void on_dealer(cluster_t *c, void *socket, peer_t *peer)
 
 /* ---- I/O thread pipes ---- */
 
+static void fail_forward(cluster_t *c, uint64_t req_id, const char *target)
+{
+    stat_add(&c->node->stats.forwarded_failures, 1);
+    char resp[160];
+    int len = snprintf(resp, sizeof resp,
+                       "-TRYAGAIN peer %.64s is unreachable; retry shortly\r\n", target);
+    send_reply_to_pipe(c, req_id, resp, (size_t)len);
+}
+
+static bool has_held(cluster_t *c, const char *target)
+{
+    for (held_request_t *h = c->held_head; h != NULL; h = h->next) {
+        if (strcmp(h->target, target) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void hold_request(cluster_t *c, const pipe_hdr_t *hdr, const void *data, size_t len)
+{
+    held_request_t *h = malloc(sizeof *h + len);
+    if (h == NULL) {
+        fail_forward(c, hdr->req_id, hdr->target);
+        return;
+    }
+    h->next = NULL;
+    h->req_id = hdr->req_id;
+    h->deadline_ms = cluster_now_ms() + CLUSTER_FORWARD_HOLD_MS;
+    memcpy(h->target, hdr->target, sizeof h->target);
+    h->len = len;
+    memcpy(h->data, data, len);
+    if (c->held_tail)
+        c->held_tail->next = h;
+    else
+        c->held_head = h;
+    c->held_tail = h;
+}
+
+/* Sends held requests whose peers are now connected, in arrival order
+ * per peer, and fails those past their deadline. */
+static void retry_held(cluster_t *c, int64_t now)
+{
+    held_request_t **at = &c->held_head;
+    held_request_t *prev = NULL;
+    char blocked[8][PIPE_ID_BYTES];
+    size_t blocked_count = 0;
+
+    while (*at != NULL) {
+        held_request_t *h = *at;
+        bool is_blocked = false;
+        for (size_t i = 0; i < blocked_count; i++)
+            is_blocked = is_blocked || strcmp(blocked[i], h->target) == 0;
+
+        peer_t *peer = cluster_find_peer(c, h->target, strlen(h->target));
+        bool sent = !is_blocked && peer != NULL && peer->dealer != NULL &&
+                    zmq_send(peer->dealer, h->data, h->len, ZMQ_DONTWAIT) >= 0;
+        if (!sent && now < h->deadline_ms) {
+            /* Later requests to this peer wait behind this one. */
+            if (!is_blocked && blocked_count < 8)
+                memcpy(blocked[blocked_count++], h->target, PIPE_ID_BYTES);
+            prev = h;
+            at = &h->next;
+            continue;
+        }
+        if (!sent)
+            fail_forward(c, h->req_id, h->target);
+        *at = h->next;
+        if (c->held_tail == h)
+            c->held_tail = prev;
+        free(h);
+    }
+}
+
+static void free_held(cluster_t *c)
+{
+    while (c->held_head != NULL) {
+        held_request_t *h = c->held_head;
+        c->held_head = h->next;
+        free(h);
+    }
+    c->held_tail = NULL;
+}
+
 static void pipe_forward(cluster_t *c, unsigned index, const pipe_hdr_t *hdr,
                          zmq_msg_t *payload)
 {
     stat_add(&c->node->stats.forwarded_requests, 1);
     peer_t *peer = cluster_find_peer(c, hdr->target, strnlen(hdr->target, PIPE_ID_BYTES));
-    if (peer != NULL && peer->dealer != NULL &&
+    if (peer == NULL) {
+        fail_forward(c, hdr->req_id, hdr->target);
+        return;
+    }
+
+    /* Requests to one peer leave in the order they came, so a request
+     * may not overtake one that is held. */
+    if (!has_held(c, hdr->target) && peer->dealer != NULL &&
         zmq_send(peer->dealer, zmq_msg_data(payload), zmq_msg_size(payload),
                  ZMQ_DONTWAIT) >= 0)
         return;
-
-    stat_add(&c->node->stats.forwarded_failures, 1);
-    char resp[160];
-    int len = snprintf(resp, sizeof resp,
-                       "-TRYAGAIN peer %.64s is unreachable; retry shortly\r\n",
-                       hdr->target);
-    send_reply_to_pipe(c, hdr->req_id, resp, (size_t)len);
+    hold_request(c, hdr, zmq_msg_data(payload), zmq_msg_size(payload));
 }
 
 static void pipe_repl(cluster_t *c, const pipe_hdr_t *hdr, zmq_msg_t *frames, int count)
@@ -503,6 +587,8 @@ static void run_timers(cluster_t *c, int64_t now)
         c->next_sweep_ms = now + CLUSTER_SWEEP_INTERVAL_MS;
     }
     membership_tick(c, now);
+    if (c->held_head != NULL)
+        retry_held(c, now);
 }
 
 static long next_timeout(cluster_t *c, int64_t now)
@@ -512,6 +598,8 @@ static long next_timeout(cluster_t *c, int64_t now)
         next = c->next_gossip_ms;
     if (c->next_sweep_ms < next)
         next = c->next_sweep_ms;
+    if (c->held_head != NULL && now + CLUSTER_HOLD_RETRY_MS < next)
+        next = now + CLUSTER_HOLD_RETRY_MS;
     int64_t member_next = membership_next_deadline(c);
     if (member_next > 0 && member_next < next)
         next = member_next;
@@ -720,6 +808,7 @@ static void close_socket(void **socket)
 
 static void free_cluster(cluster_t *c)
 {
+    free_held(c);
     membership_stop(c);
     close_socket(&c->router);
     close_socket(&c->pub);
@@ -761,6 +850,15 @@ pc_err_t cluster_start(node_t *node, cluster_t **out)
     }
     *out = c;
     return PC_OK;
+}
+
+bool cluster_ready(node_t *node)
+{
+    store_read_lock();
+    const view_t *view = rcu_dereference(node->view);
+    bool ready = view != NULL && view->read_ring != NULL;
+    store_read_unlock();
+    return ready;
 }
 
 void cluster_stop(cluster_t **cluster)

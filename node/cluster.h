@@ -14,6 +14,7 @@
 #ifndef PC_CLUSTER_H
 #define PC_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,11 @@ void cluster_io_endpoint(unsigned index, char *out, size_t out_len);
  * PC_ERR_ZMQ / PC_ERR_IO when a bind fails (logged with the address). Call
  * from the main thread before the I/O threads start. */
 pc_err_t cluster_start(node_t *node, cluster_t **out);
+
+/* Returns whether the node knows a member that is up, which it does at
+ * once when it starts a new cluster and after a seed's WELCOME when it
+ * joins. Until then it cannot route a key. Any registered thread. */
+bool cluster_ready(node_t *node);
 
 /* Tells the actor to stop, waits for its thread to end, closes its
  * sockets and frees it. Sets *cluster to NULL; accepts NULL. */

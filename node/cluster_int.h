@@ -32,6 +32,10 @@
 #define HANDOFF_BATCH_BYTES (1u << 20)
 #define HANDOFF_WINDOW 4
 #define CLUSTER_SOCKET_HWM 1000000
+/* A forwarded request whose peer is not connected yet (just joined, or
+ * reconnecting) waits this long in the actor before it fails. */
+#define CLUSTER_FORWARD_HOLD_MS 1000
+#define CLUSTER_HOLD_RETRY_MS 5
 #define CLUSTER_SCRATCH_MAX_BYTES (MSG_MAX_FRAME_BYTES)
 
 typedef enum {
@@ -50,6 +54,16 @@ typedef struct handoff {
     uint64_t keys;       /* entries in the whole stream */
     int64_t started_ms;
 } handoff_t;
+
+/* A forwarded request waiting for its peer's connection. */
+typedef struct held_request {
+    struct held_request *next;
+    uint64_t req_id;
+    int64_t deadline_ms;
+    char target[PIPE_ID_BYTES];
+    size_t len;
+    char data[];
+} held_request_t;
 
 typedef struct peer {
     member_t member;
@@ -99,6 +113,8 @@ struct cluster {
     int64_t gap_logged_ms;
 
     pc_buf_t scratch;    /* encoding buffer, reused */
+    held_request_t *held_head; /* in arrival order */
+    held_request_t *held_tail;
 };
 
 /* cluster.c */

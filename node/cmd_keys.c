@@ -4,23 +4,25 @@
  *
  * Handlers run on client I/O threads and on the cluster actor thread, both
  * registered with the store. Values are strings only, so Redis's WRONGTYPE
- * error never applies. Every expiry decision uses ctx->now_ms and never
- * the wall clock, so a handler decides the same way whichever thread runs
- * it, and tests can move time.
+ * error never applies. Every expiry decision uses ctx->now_ms, the time
+ * the command started, and never reads the clock again, so one command
+ * sees one time and tests can move it.
  *
  * Every write takes the same path (key_write_begin, key_write_put or
  * key_write_delete, key_write_end): the key's lock, a read-side section,
  * one lookup, the decision, then a new entry whose version follows the
  * stored one, published with store_put and passed to ctx->replicate, all
- * before either is released. Entries read under that section stay valid
- * until key_write_end, so a handler may reply an old value after
+ * before the section and the lock end. Entries read in that section stay
+ * valid until key_write_end, so a handler may reply an old value after
  * replacing it. A handler holds at most one key lock at a time, because a
  * thread's key locks may not nest.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,17 +30,20 @@
 
 #include "cmd.h"
 #include "hash.h"
+#include "log.h"
 #include "resp.h"
 
 #define ERR_SYNTAX "ERR syntax error"
 #define ERR_NOT_INTEGER "ERR value is not an integer or out of range"
 #define ERR_NOT_FLOAT "ERR value is not a valid float"
 #define ERR_OVERFLOW "ERR increment or decrement would overflow"
-#define ERR_TOO_BIG "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+#define ERR_TOO_BIG \
+    "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 
-/* Longest number text INCRBYFLOAT parses, plus one, and the size of its
- * output buffer: Redis's MAX_LONG_DOUBLE_CHARS. "%.17Lf" of the largest
- * finite x86 long double takes 4951 characters, so the output fits. */
+/* Size of INCRBYFLOAT's text buffers, Redis's MAX_LONG_DOUBLE_CHARS: a
+ * number text of this length or longer is rejected. "%.17Lf" of the
+ * largest finite x86-64 long double takes 4951 characters, so every
+ * result fits. */
 #define LONG_DOUBLE_MAX_CHARS (5 * 1024)
 
 /* Decimal digits of a long long, its sign and a NUL. */
@@ -133,12 +138,23 @@ static pc_err_t key_write_delete(key_write_t *w)
     return key_write_put2(w, NULL, 0, NULL, 0, 0, STORE_FLAG_TOMBSTONE);
 }
 
+/* Replies a failed store_entry_new. Too big is the client's doing; any
+ * other failure (out of memory) is logged, at powers of two of its count
+ * so that a node out of memory does not flood the log. */
 static void reply_store_error(pc_buf_t *out, pc_err_t err)
 {
-    if (err == PC_ERR_TOO_BIG)
+    static _Atomic uint64_t failures;
+
+    if (err == PC_ERR_TOO_BIG) {
         resp_add_error(out, ERR_TOO_BIG);
-    else
-        resp_add_errorf(out, "ERR %s", pc_err_message(err));
+        return;
+    }
+
+    uint64_t count = atomic_fetch_add(&failures, 1) + 1;
+    if ((count & (count - 1)) == 0)
+        LOG_WARNING("cmd", "store write failed: %s failures=%" PRIu64,
+                    pc_err_message(err), count);
+    resp_add_errorf(out, "ERR %s", pc_err_message(err));
 }
 
 static void reply_entry(pc_buf_t *out, const store_entry_t *entry)
@@ -160,9 +176,9 @@ static int parse_ll_or_reply(cmd_ctx_t *ctx, const cmd_arg_t *arg,
     return -1;
 }
 
-/* Options of SET and GETEX. An option is rejected as a syntax error when
- * an option it conflicts with came before it; repeating an option is
- * allowed, and the last expiry given wins. */
+/* Options of SET and GETEX. An option that conflicts with one before it
+ * is a syntax error. Repeating an option is allowed, and the last expiry
+ * given wins. */
 enum {
     OPT_NX = 1u << 0,
     OPT_XX = 1u << 1,
@@ -275,7 +291,8 @@ static int parse_opts_expire(cmd_ctx_t *ctx, const string_opts_t *opts,
 
 /* ---- GET, MGET, STRLEN, GETRANGE, EXISTS, TOUCH, TTL, PTTL, TYPE ---- */
 
-/* Looks a key up for a read; the caller is inside a read-side section. */
+/* Looks a key up for a read. The caller must be inside a read-side
+ * section. */
 static const store_entry_t *read_key(cmd_ctx_t *ctx, const cmd_arg_t *key)
 {
     return store_lookup(ctx->store, hash_bytes(key->ptr, key->len), key->ptr,
@@ -354,8 +371,9 @@ static void cmd_getrange(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
     store_read_unlock();
 }
 
-/* EXISTS and TOUCH: counts the live keys, each repeat again. With no
- * access times kept, TOUCH has nothing more to do. */
+/* EXISTS and TOUCH: replies how many arguments name a live key, so a
+ * repeated key counts each time. TOUCH has nothing more to do because no
+ * access times are kept. */
 static void cmd_exists(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
 {
     long long count = 0;
@@ -416,7 +434,7 @@ typedef struct set_request {
 typedef enum {
     SET_DONE,    /* written, or deleted because the expiry has passed */
     SET_SKIPPED, /* NX or XX did not hold */
-    SET_FAILED,  /* the store failed; the error is replied */
+    SET_FAILED,  /* the store failed, and the error is replied */
 } set_outcome_t;
 
 static int64_t set_expire_ms(const set_request_t *req,
@@ -427,9 +445,9 @@ static int64_t set_expire_ms(const set_request_t *req,
     return req->has_expire ? req->expire_ms : 0;
 }
 
-/* Sets key to value under req's conditions. With OPT_GET it replies the
- * old value (or null) unless it fails; otherwise the caller replies,
- * except for SET_FAILED, whose error is replied here. */
+/* Sets key to value under req's conditions. On SET_FAILED it has replied
+ * the store's error. Otherwise it replies the old value (or null) when
+ * req has OPT_GET, and leaves the reply to the caller when not. */
 static set_outcome_t set_key(cmd_ctx_t *ctx, const cmd_arg_t *key,
                              const cmd_arg_t *value,
                              const set_request_t *req)
@@ -930,7 +948,8 @@ static int parse_expire_opts(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv,
         }
     }
 
-    if ((*flags & EXPIRE_NX) && (*flags & (EXPIRE_XX | EXPIRE_GT | EXPIRE_LT))) {
+    unsigned not_with_nx = EXPIRE_XX | EXPIRE_GT | EXPIRE_LT;
+    if ((*flags & EXPIRE_NX) && (*flags & not_with_nx)) {
         resp_add_error(ctx->out, "ERR NX and XX, GT or LT options at the "
                                  "same time are not compatible");
         return -1;
@@ -960,8 +979,8 @@ static bool expire_allowed(unsigned flags, int64_t current_ms, int64_t when_ms)
 }
 
 /* Sets the key's expiry to when_ms, or deletes the key when that time has
- * passed; replies 1, 0 when the key is missing or the options forbid it,
- * or an error. */
+ * passed, and replies 1. Replies 0 when the key is missing or the options
+ * forbid the change. */
 static void expire_key(cmd_ctx_t *ctx, const cmd_arg_t *key, unsigned flags,
                        int64_t when_ms)
 {
@@ -984,7 +1003,7 @@ static void expire_key(cmd_ctx_t *ctx, const cmd_arg_t *key, unsigned flags,
 }
 
 /* The four EXPIRE commands. Unlike SET's, their time may be zero or
- * negative, which deletes the key; only an overflow is invalid. */
+ * negative, which deletes the key, so only an overflow is invalid. */
 static void expire_generic(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv,
                            bool seconds, bool relative, const char *name)
 {

@@ -8,6 +8,8 @@
  * store.
  */
 #include <signal.h>
+#include <stdbool.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +23,48 @@
 #include "node.h"
 #include "server.h"
 
+#define READY_POLL_MS 20
+
+/* Waits until the node can route keys or a stop signal arrives. Returns
+ * the signal number, or 0 when ready. Clients are accepted only after
+ * this, so none sees a node that does not know its cluster yet. */
+static int wait_ready(node_t *node, const sigset_t *signals)
+{
+    struct timespec poll = {.tv_sec = 0, .tv_nsec = READY_POLL_MS * 1000000L};
+    bool announced = false;
+    while (!cluster_ready(node)) {
+        if (!announced) {
+            LOG_NOTICE("main", "waiting to join the cluster before accepting clients");
+            announced = true;
+        }
+        int received = sigtimedwait(signals, NULL, &poll);
+        if (received > 0)
+            return received;
+    }
+    return 0;
+}
+
 static int run(node_t *node)
 {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+
     pc_err_t err = cluster_start(node, &node->cluster);
     if (err != PC_OK) {
         LOG_ERROR("main", "cannot start the cluster actor error=%s", pc_err_name(err));
         return 1;
     }
+
+    int received = wait_ready(node, &signals);
+    if (received != 0) {
+        LOG_NOTICE("main", "shutting down before joining signal=%s",
+                   received == SIGTERM ? "SIGTERM" : "SIGINT");
+        cluster_stop(&node->cluster);
+        return 0;
+    }
+
     err = server_start(node, &node->server);
     if (err != PC_OK) {
         LOG_ERROR("main", "cannot start the client server error=%s", pc_err_name(err));
@@ -35,11 +72,6 @@ static int run(node_t *node)
         return 1;
     }
 
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    int received = 0;
     sigwait(&signals, &received);
     LOG_NOTICE("main", "shutting down signal=%s", received == SIGTERM ? "SIGTERM" : "SIGINT");
 

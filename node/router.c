@@ -136,6 +136,7 @@ static void io_replicate(void *arg, const store_entry_t *entry)
     zmq_send(pipe, entry->key, entry->key_len, ZMQ_SNDMORE);
     zmq_send(pipe, entry->value, entry->value_len, ZMQ_SNDMORE);
     zmq_send(pipe, &meta, sizeof meta, 0);
+    r->io->pipe_dirty = true;
 }
 
 static void run_local(router_t *r, conn_t *conn, const cmd_def_t *def, int argc,
@@ -187,6 +188,7 @@ static int forward(router_t *r, const char *target, uint64_t req_id, int argc,
     snprintf(hdr.target, sizeof hdr.target, "%s", target);
     zmq_send(r->io->pipe, &hdr, sizeof hdr, ZMQ_SNDMORE);
     zmq_send(r->io->pipe, r->scratch.data, r->scratch.len, 0);
+    r->io->pipe_dirty = true;
     return 0;
 }
 

@@ -175,7 +175,7 @@ static int conn_flush(conn_t *conn)
                          conn->out.len - conn->out_sent, MSG_NOSIGNAL);
         if (n > 0) {
             conn->out_sent += (size_t)n;
-            stat_add(&conn->io->node->stats.net_output_bytes, (uint64_t)n);
+            conn->io->output_bytes += (uint64_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -289,7 +289,7 @@ static void conn_read(conn_t *conn)
     if (n < 0)
         return;
     conn->in.len += (size_t)n;
-    stat_add(&conn->io->node->stats.net_input_bytes, (uint64_t)n);
+    conn->io->input_bytes += (uint64_t)n;
 
     process_input(conn);
     conn_flush(conn);
@@ -401,7 +401,7 @@ static void handle_event(io_thread_t *io, struct epoll_event *ev, bool *stop)
     } else if (ev->data.ptr == &stop_marker) {
         *stop = true;
     } else if (ev->data.ptr == &pipe_marker) {
-        /* drained after every wake-up */
+        io->pipe_dirty = true;
     } else {
         conn_t *conn = ev->data.ptr;
         if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -409,6 +409,18 @@ static void handle_event(io_thread_t *io, struct epoll_event *ev, bool *stop)
         else if (ev->events & EPOLLOUT)
             conn_writable(conn);
     }
+}
+
+static void flush_stats(io_thread_t *io)
+{
+    node_stats_t *stats = &io->node->stats;
+    if (io->commands > 0)
+        stat_add(&stats->commands_processed, io->commands);
+    if (io->input_bytes > 0)
+        stat_add(&stats->net_input_bytes, io->input_bytes);
+    if (io->output_bytes > 0)
+        stat_add(&stats->net_output_bytes, io->output_bytes);
+    io->commands = io->input_bytes = io->output_bytes = 0;
 }
 
 static void *io_main(void *arg)
@@ -425,13 +437,15 @@ static void *io_main(void *arg)
              * a connection, so every pointer in the batch is still valid. */
             handle_event(io, &events[i], &stop);
         }
-        drain_pipe(io);
-        router_expire(io->router, (int64_t)pc_time_ms());
-
-        if (io->commands > 0) {
-            stat_add(&io->node->stats.commands_processed, io->commands);
-            io->commands = 0;
+        /* Asking ZeroMQ for ZMQ_EVENTS costs a system call, so the pipe
+         * is read only when its fd fired or this thread sent on it (a
+         * send can consume the fd's wake-up). */
+        if (io->pipe_dirty) {
+            io->pipe_dirty = false;
+            drain_pipe(io);
         }
+        router_expire(io->router, (int64_t)pc_time_ms());
+        flush_stats(io);
     }
 
     while (io->conns != NULL)

@@ -73,7 +73,10 @@ struct io_thread {
     int pipe_fd;           /* ZMQ_FD of pipe, for epoll */
     conn_t *conns;
     router_t *router;
-    uint64_t commands;     /* not yet added to the node's counter */
+    bool pipe_dirty;       /* the pipe may hold messages: check it */
+    uint64_t commands;     /* counts not yet added to the node's stats, */
+    uint64_t input_bytes;  /* batched so that threads do not contend on */
+    uint64_t output_bytes; /* the shared counters for every request */
 };
 
 /* server.c: reply slots of a connection. */

@@ -11,10 +11,12 @@
  * would reject.
  *
  * msgpack-c's unpacker makes str and bin objects point into its input
- * instead of copying them (template_callback_str/bin in msgpack-c 4.0's
- * src/unpack.c), so every msg_bytes_t of a decoded message points into the
- * caller's data. The only allocation that outlives msg_decode is the one
- * array of members, args or entries, owned by msg->storage.
+ * instead of copying them (template_callback_str and template_callback_bin
+ * in msgpack-c's src/unpack.c, and the test decoded_bytes_point_into_frame
+ * checks the installed version). So every msg_bytes_t of a decoded message
+ * points into the caller's data. The only allocation that outlives
+ * msg_decode is the one array of members, args or entries, owned by
+ * msg->storage.
  *
  * No state is shared between calls; any thread may call these functions.
  */
@@ -30,9 +32,10 @@
 #include <msgpack.h>
 
 /* Maximum number of values one frame may declare, counting each array
- * element once and each map pair twice. msgpack-c allocates one 24-byte
- * msgpack_object (on 64-bit targets) per counted value, so without this cap
- * a 1 GiB frame of one-byte integers would make it allocate about 26 GB.
+ * element once and each map pair twice. msgpack-c allocates one
+ * msgpack_object per counted value (24 bytes on x86-64 with msgpack-c 4.0),
+ * so without this cap a 1 GiB frame of one-byte integers would make it
+ * allocate about 24 GiB.
  * The largest valid messages are a REQUEST with MSG_MAX_ARGS args (one
  * value each) and a HANDOFF with MSG_MAX_ENTRIES entries (13 values each,
  * 851,968 in all). Twice MSG_MAX_ARGS leaves room for keys that later
@@ -65,7 +68,7 @@ static bool type_is_known(uint64_t type)
 
 /* Destination of the one-line reason of a failure. */
 typedef struct report {
-    const char *type_name; /* prefix of every reason; NULL before "type" */
+    const char *type_name; /* prefix of every reason, NULL until "type" */
     char *why;             /* may be NULL */
     size_t why_len;
 } report_t;
@@ -132,7 +135,8 @@ static pc_err_t check_word(report_t *rep, const char *path, const char *key,
     return PC_OK;
 }
 
-/* Rejects what msgpack cannot carry; only encoding can meet these. */
+/* Rejects what msgpack cannot carry. Decoded bytes always pass, so only
+ * encoding can fail here. */
 static pc_err_t check_bytes(report_t *rep, const char *path, const char *key,
                             msg_bytes_t bytes)
 {
@@ -298,8 +302,8 @@ static void pack_str_field(msgpack_packer *pk, const char *key,
     msgpack_pack_str_with_body(pk, str.ptr, str.len);
 }
 
-/* A NULL pointer is packed as nil; check_msg allows it only where nil is
- * valid. */
+/* Packs a bin, or nil for a NULL pointer. check_msg lets NULL through
+ * only where nil is valid. */
 static void pack_bin(msgpack_packer *pk, msg_bytes_t bin)
 {
     if (bin.ptr == NULL)
@@ -428,7 +432,8 @@ static void pack_body(msgpack_packer *pk, const msg_t *msg)
 
 pc_err_t msg_encode(const msg_t *msg, pc_buf_t *out)
 {
-    assert(msg != NULL && out != NULL);
+    assert(msg != NULL);
+    assert(out != NULL);
 
     report_t rep = {NULL, NULL, 0};
     if (check_msg(&rep, msg) != PC_OK)
@@ -524,8 +529,8 @@ static pc_err_t walk_items(walk_t *walk, uint64_t count, unsigned width,
                       "msgpack nesting deeper than %d levels at offset %zu",
                       MSG_MAX_DEPTH, walk_offset(walk));
 
-    /* Each value takes at least one byte, so a count that the remaining
-     * bytes cannot hold is a lie, whatever follows. */
+    /* Each value takes at least one byte, so a count larger than the
+     * remaining bytes cannot be true, whatever follows. */
     if (count > walk_left(walk) / width)
         return reject(walk->rep,
                       "msgpack %s of %" PRIu64 " %s at offset %zu overruns "
@@ -802,7 +807,7 @@ static pc_err_t read_array(report_t *rep, const fields_t *fields, int key,
 
 /* ---- decoding: members, entries, args ---- */
 
-/* Allocates the message's one array; an empty array stays NULL. */
+/* Allocates the message's one array. An empty array stays NULL. */
 static pc_err_t alloc_items(report_t *rep, msg_t *msg, size_t count,
                             size_t item_size, const char *what, void **out)
 {
@@ -1030,9 +1035,8 @@ static pc_err_t parse_body(report_t *rep, const fields_t *fields, msg_t *msg)
     }
 }
 
-/* Reads "v", "type" and "from"; the version comes first so that a later
- * version's message is reported as such rather than by a field it
- * changed. */
+/* Reads "v", "type" and "from". The version comes first, so a message of
+ * a later version is reported as such and not by a field that changed. */
 static pc_err_t parse_header(report_t *rep, const fields_t *fields,
                              msg_t *msg)
 {
@@ -1082,8 +1086,8 @@ static pc_err_t unpack_frame(report_t *rep, const void *data, size_t len,
     if (ret == MSGPACK_UNPACK_NOMEM_ERROR)
         return fail(rep, PC_ERR_NOMEM, "out of memory unpacking %zu bytes",
                     len);
-    /* walk_frame accepted the bytes, so this is unexpected; it is still
-     * input-driven, so it is reported rather than asserted. */
+    /* walk_frame accepted the bytes, so this should not happen. The bytes
+     * still come from a peer, so it is an error and not an assert. */
     if (ret != MSGPACK_UNPACK_SUCCESS || offset != len)
         return reject(rep, "msgpack-c rejected the frame (result %d, %zu of "
                       "%zu bytes read)", (int)ret, offset, len);
