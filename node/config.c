@@ -340,7 +340,7 @@ static int derive_defaults(config_t *cfg, int pub_set, char *err, size_t err_len
                      id, CONFIG_MAX_ID_BYTES);
             return -1;
         }
-        snprintf(cfg->node_id, sizeof cfg->node_id, "%s", id);
+        memcpy(cfg->node_id, id, strlen(id) + 1);
     }
     return 0;
 }
