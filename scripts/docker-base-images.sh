@@ -10,8 +10,8 @@
 #   debian:bookworm       minbase plus the build packages (build stage)
 #   debian:bookworm-slim  minbase without docs, man pages and locales,
 #                         plus the runtime libraries (runtime stage)
-# Both carry the label org.peercache.base=debootstrap, so they can be told
-# apart from the official images, which they replace on this machine only.
+# Both carry the label org.peercache.base=debootstrap, which distinguishes
+# them from the official images that they replace on this machine.
 # Because the packages are already installed, the Dockerfile's apt-get steps
 # are skipped and `docker compose build` works offline.
 #
@@ -203,7 +203,7 @@ chroot_install() {
   : >"$root/etc/resolv.conf"
 }
 
-# Removes caches and logs that would make the image differ between builds.
+# Removes caches, logs and temporary files that the image does not need.
 scrub_root() {
   local root="$1"
   rm -rf "$root/var/cache/apt/"*.bin "$root/var/cache/debconf/"*-old \
@@ -241,7 +241,7 @@ cleanup() {
 
 main() {
   parse_args "$@"
-  docker info >/dev/null 2>&1 || die "no Docker engine answers 'docker info'"
+  docker info >/dev/null 2>&1 || die "'docker info' failed; start the Docker engine or check access to its socket"
 
   local need_build=1 need_runtime=1
   if [ "$force" -eq 0 ]; then
@@ -265,7 +265,7 @@ main() {
   trap cleanup EXIT
   log "debootstrap --variant=minbase $suite from $mirror"
   debootstrap --variant=minbase "$suite" "$work_dir/base" "$mirror" >"$work_dir/debootstrap.out" 2>&1 ||
-    { tail -n 20 "$work_dir/debootstrap.out" >&2; die "debootstrap failed"; }
+    { tail -n 20 "$work_dir/debootstrap.out" >&2; die "debootstrap from $mirror failed (its last lines are above)"; }
   write_image_sources "$work_dir/base" "$mirror"
   write_image_identity "$work_dir/base"
 

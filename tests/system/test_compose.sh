@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# System test of deploy/docker-compose.yml: builds the images (the base
-# images from Debian's packages when they are missing), starts the
-# three-node cluster under a project name of its own, writes 1,000 keys
+# System test of deploy/docker-compose.yml. It builds the images (first the
+# base images from Debian's packages, when they are missing) and starts the
+# three-node cluster under a project name of its own. It writes 1,000 keys
 # through node1 and reads them through node3, restarts node2 and reads every
-# key through it, adds node4 from deploy/docker-compose.node4.yml and reads
-# every key through node4 and node1, then removes the containers, network
-# and volumes and checks that none are left.
+# key through it, then adds node4 from deploy/docker-compose.node4.yml and
+# reads every key through node4 and node1. At the end it removes the
+# containers, network and volumes and checks that none are left.
 #
+# Needs redis-cli on the host, and root when the base images must be built.
 # Exit status: 0 and "1 passed, 0 failed" on success; 1 and
 # "0 passed, 1 failed" on failure; 77 and "SKIP: <reason>" when no Docker
 # engine or Compose tool is available. The nodes publish their client ports
@@ -104,7 +105,7 @@ finish() {
 
 find_tools() {
   command -v docker >/dev/null 2>&1 || skip "docker is not installed"
-  docker info >/dev/null 2>&1 || skip "no Docker engine answers 'docker info'"
+  docker info >/dev/null 2>&1 || skip "'docker info' failed, so no Docker engine is reachable"
   if docker compose version >/dev/null 2>&1; then
     compose_cmd=(docker compose)
   elif command -v docker-compose >/dev/null 2>&1; then
