@@ -40,6 +40,28 @@ peer_t *cluster_find_peer(cluster_t *c, const char *id, size_t len)
     return NULL;
 }
 
+/* Names our DEALER sockets with this node's id, so that a peer's ROUTER
+ * can say who sent a message even when the message itself is garbage. A
+ * restarted node reuses its id; the peers' ROUTER sockets set
+ * ZMQ_ROUTER_HANDOVER so that the new connection takes the name over. */
+void cluster_set_routing_id(cluster_t *c, void *dealer)
+{
+    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, c->self.id, strlen(c->self.id));
+}
+
+/* Copies a ROUTER routing id into name when it is a valid node id. */
+static void routing_id_name(zmq_msg_t *routing_id, char *name, size_t name_len)
+{
+    size_t len = zmq_msg_size(routing_id);
+    const char *data = zmq_msg_data(routing_id);
+    if (!config_id_valid(data, len) || len >= name_len) {
+        snprintf(name, name_len, "unknown");
+        return;
+    }
+    memcpy(name, data, len);
+    name[len] = '\0';
+}
+
 /* Counts a malformed peer message and logs it, at most once a second. */
 void cluster_note_malformed(cluster_t *c, const char *peer, const char *why)
 {
@@ -318,8 +340,10 @@ static void on_router(cluster_t *c)
     int count = recv_frames(c->router, frames, MAX_FRAMES, &too_many);
     if (count < 0)
         return;
+    char sender[MSG_MAX_ID_BYTES + 1];
+    routing_id_name(&frames[0], sender, sizeof sender);
     if (count != 2 || too_many) {
-        cluster_note_malformed(c, "unknown", "ROUTER message without one payload frame");
+        cluster_note_malformed(c, sender, "ROUTER message without one payload frame");
         close_frames(frames, count);
         return;
     }
@@ -329,7 +353,7 @@ static void on_router(cluster_t *c)
     pc_err_t err = msg_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
                               &msg, why, sizeof why);
     if (err != PC_OK) {
-        cluster_note_malformed(c, "unknown", why);
+        cluster_note_malformed(c, sender, why);
         msg_fini(&msg);
         close_frames(frames, count);
         return;
@@ -351,12 +375,9 @@ static void on_router(cluster_t *c)
     case MSG_HANDOFF:
         membership_on_handoff(c, &frames[0], &msg);
         break;
-    default: {
-        char peer[MSG_MAX_ID_BYTES + 1];
-        snprintf(peer, sizeof peer, "%.*s", (int)msg.from.len, msg.from.ptr);
-        cluster_note_malformed(c, peer, "unexpected message type on ROUTER");
+    default:
+        cluster_note_malformed(c, sender, "unexpected message type on ROUTER");
         break;
-    }
     }
     msg_fini(&msg);
     close_frames(frames, count);

@@ -121,6 +121,7 @@ struct cluster {
 int64_t cluster_now_ms(void);
 peer_t *cluster_find_peer(cluster_t *c, const char *id, size_t len);
 int cluster_send_dealer(cluster_t *c, peer_t *peer, const pc_buf_t *payload);
+void cluster_set_routing_id(cluster_t *c, void *dealer);
 void cluster_note_malformed(cluster_t *c, const char *peer, const char *why);
 void cluster_publish_entry(cluster_t *c, const char *const *targets,
                            size_t target_count, const msg_entry_t *entry);

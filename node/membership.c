@@ -88,6 +88,7 @@ static void connect_peer(cluster_t *c, peer_t *peer)
         zmq_setsockopt(peer->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
         int64_t max_frame = (int64_t)MSG_MAX_FRAME_BYTES;
         zmq_setsockopt(peer->dealer, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+        cluster_set_routing_id(c, peer->dealer);
         snprintf(endpoint, sizeof endpoint, "tcp://%s:%u", peer->member.host,
                  peer->member.peer_port);
         if (zmq_connect(peer->dealer, endpoint) != 0)
@@ -339,6 +340,7 @@ static void send_joins(cluster_t *c, int64_t now)
             continue;
         int zero = 0;
         zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
+        cluster_set_routing_id(c, dealer);
         char endpoint[300];
         snprintf(endpoint, sizeof endpoint, "tcp://%s:%u", cfg->seeds[i].host,
                  cfg->seeds[i].port);

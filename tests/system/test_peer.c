@@ -1,0 +1,250 @@
+/* System tests of what a node does with bad input: malformed peer
+ * messages on its ROUTER port, and malformed or oversized client
+ * requests. Every node is a real peercached process on 127.0.0.1, and the
+ * bad peer is a real ZeroMQ DEALER socket. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "harness.h"
+
+#define MALFORMED_WAIT_MS 5000
+#define BAD_PEER_ID "bad-peer"
+
+TestSuite(peer, .init = harness_setup, .fini = harness_teardown, .timeout = 120);
+
+static void finish(void)
+{
+    cr_assert(harness_stop_all(), "a node did not exit with status 0 or "
+              "logged a sanitizer report; the harness lines above name it");
+    harness_mark_passed();
+}
+
+/* Reads one "name:value" integer field from INFO. */
+static long long info_field(harness_conn_t *conn, const char *field)
+{
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert(harness_cmd_bulk(conn, &text, &len, "INFO", "all", NULL));
+    cr_assert_not_null(text);
+
+    char needle[64];
+    snprintf(needle, sizeof needle, "\n%s:", field);
+    const char *at = strstr(text, needle);
+    cr_assert_not_null(at, "INFO has no field %s", field);
+    long long value = strtoll(at + strlen(needle), NULL, 10);
+    free(text);
+    return value;
+}
+
+/* Sends each frame as a separate message from a DEALER named
+ * BAD_PEER_ID to the node's ROUTER port. */
+static void send_bad_frames(const harness_node_t *node, const char *const *frames,
+                            const size_t *lens, size_t count)
+{
+    void *ctx = zmq_ctx_new();
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 2000;
+    char endpoint[64];
+
+    cr_assert_not_null(dealer);
+    zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, BAD_PEER_ID, strlen(BAD_PEER_ID));
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", node->peer_port);
+    cr_assert_eq(zmq_connect(dealer, endpoint), 0);
+    for (size_t i = 0; i < count; i++)
+        cr_assert_geq(zmq_send(dealer, frames[i], lens[i], 0), 0);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+}
+
+Test(peer, malformed_messages_dropped)
+{
+    harness_node_t *nodes[1];
+    cr_assert(harness_start_cluster(nodes, 1, 2));
+
+    /* Random bytes; an array32 header claiming 4 billion elements; a map
+     * with the right keys but a string where the type number belongs; a
+     * valid-looking map of an unknown type; a truncated map. */
+    static const char garbage[] = "\x01\x02\x03 not msgpack \xc1\xff";
+    static const char bomb[] = "\xdd\xff\xff\xff\xff";
+    static const char wrong_type[] = "\x83\xa1v\x01\xa4type\xa3" "abc\xa4" "from\xa1x";
+    static const char unknown_type[] = "\x83\xa1v\x01\xa4type\x63\xa4" "from\xa1x";
+    static const char truncated[] = "\x83\xa1v\x01\xa4type";
+    const char *frames[] = {garbage, bomb, wrong_type, unknown_type, truncated};
+    const size_t lens[] = {sizeof garbage - 1, sizeof bomb - 1, sizeof wrong_type - 1,
+                           sizeof unknown_type - 1, sizeof truncated - 1};
+    send_bad_frames(nodes[0], frames, lens, 5);
+
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+    long long deadline = harness_now_ms() + MALFORMED_WAIT_MS;
+    long long malformed = 0;
+    while ((malformed = info_field(conn, "peer_messages_malformed")) < 5 &&
+           harness_now_ms() < deadline)
+        harness_sleep_ms(50);
+    cr_assert_eq(malformed, 5, "expected 5 malformed peer messages counted, got %lld",
+                 malformed);
+
+    /* The node logged the sender's id and still serves clients. */
+    cr_assert(harness_log_contains(nodes[0], "peer=" BAD_PEER_ID),
+              "the log does not name the peer that sent malformed messages");
+    char *ok = harness_cmd_status(conn, "SET", "still", "alive", NULL);
+    cr_assert_not_null(ok);
+    cr_assert_str_eq(ok, "OK");
+    free(ok);
+    harness_conn_close(&conn);
+    finish();
+}
+
+/* Sends raw bytes and returns the first reply line, or "" when the node
+ * closed the connection without replying. */
+static void raw_exchange(int port, const char *request, size_t len, char *line,
+                         size_t line_len, bool *closed)
+{
+    harness_conn_t *conn = harness_connect(port);
+    cr_assert_not_null(conn);
+    harness_append_raw(conn, request, len);
+    cr_assert(harness_flush(conn));
+
+    char buf[512];
+    ssize_t n = harness_read_raw(conn, buf, sizeof buf - 1);
+    cr_assert_gt(n, 0, "no reply to a malformed request");
+    buf[n] = '\0';
+    char *end = strstr(buf, "\r\n");
+    if (end != NULL)
+        *end = '\0';
+    size_t copy = strlen(buf) < line_len - 1 ? strlen(buf) : line_len - 1;
+    memcpy(line, buf, copy);
+    line[copy] = '\0';
+
+    /* After a protocol error the node closes the connection. */
+    char rest[64];
+    *closed = harness_read_raw(conn, rest, sizeof rest) == 0;
+    harness_conn_close(&conn);
+}
+
+Test(peer, client_protocol_errors)
+{
+    harness_node_t *nodes[1];
+    char line[256];
+    bool closed = false;
+    cr_assert(harness_start_cluster(nodes, 1, 2));
+
+    static const struct {
+        const char *request;
+        const char *reply;
+    } cases[] = {
+        {"*1\r\n$536870913\r\n", "-ERR Protocol error: invalid bulk length"},
+        {"*99999999999\r\n", "-ERR Protocol error: invalid multibulk length"},
+        {"*1\r\nGET\r\n", "-ERR Protocol error: expected '$', got 'G'"},
+        {"SET \"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes in request"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        raw_exchange(nodes[0]->port, cases[i].request, strlen(cases[i].request), line,
+                     sizeof line, &closed);
+        cr_assert_str_eq(line, cases[i].reply, "request %zu", i);
+        cr_assert(closed, "connection left open after '%s'", cases[i].reply);
+    }
+
+    /* The node still serves a well-formed request afterwards. */
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+    char *pong = harness_cmd_status(conn, "PING", NULL);
+    cr_assert_not_null(pong);
+    cr_assert_str_eq(pong, "PONG");
+    free(pong);
+    harness_conn_close(&conn);
+    finish();
+}
+
+Test(peer, command_errors_redis_wording)
+{
+    harness_node_t *nodes[2];
+    cr_assert(harness_start_cluster(nodes, 2, 2));
+    harness_conn_t *conn = harness_connect(nodes[1]->port);
+    cr_assert_not_null(conn);
+
+    static const struct {
+        const char *argv[4];
+        size_t argc;
+        const char *error;
+    } cases[] = {
+        {{"NOSUCH", "a"}, 2, "ERR unknown command 'NOSUCH', with args beginning with: 'a' "},
+        {{"GET"}, 1, "ERR wrong number of arguments for 'get' command"},
+        {{"MSET", "a", "1", "b"}, 4, "ERR wrong number of arguments for 'mset' command"},
+        {{"SET", "k", "v", "BOGUS"}, 4, "ERR syntax error"},
+        {{"HELLO", "3"}, 2, "NOPROTO unsupported protocol version"},
+        {{"SELECT", "1"}, 2, "ERR DB index is out of range"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        harness_reply_t *reply = harness_cmdv(conn, cases[i].argc, cases[i].argv, NULL);
+        cr_assert_not_null(reply);
+        cr_assert_eq(reply->type, '-', "case %zu: expected an error", i);
+        cr_assert_str_eq(reply->str, cases[i].error, "case %zu", i);
+        harness_reply_free(reply);
+    }
+
+    /* INCR of a non-integer, wherever the key's primary is. */
+    char *ok = harness_cmd_status(conn, "SET", "text", "abc", NULL);
+    cr_assert_not_null(ok);
+    free(ok);
+    harness_reply_t *reply = harness_cmd(conn, "INCR", "text", NULL);
+    cr_assert_not_null(reply);
+    cr_assert_str_eq(reply->str, "ERR value is not an integer or out of range");
+    harness_reply_free(reply);
+
+    harness_conn_close(&conn);
+    finish();
+}
+
+#define LARGE_VALUE_BYTES (4u * 1024 * 1024)
+
+Test(peer, large_value_across_nodes)
+{
+    harness_node_t *nodes[3];
+    cr_assert(harness_start_cluster(nodes, 3, 2));
+
+    char *value = malloc(LARGE_VALUE_BYTES);
+    cr_assert_not_null(value);
+    for (size_t i = 0; i < LARGE_VALUE_BYTES; i++)
+        value[i] = (char)(i * 131u + 7u);
+
+    /* Several keys, so that some primaries are remote from node 1. */
+    harness_conn_t *writer = harness_connect(nodes[0]->port);
+    cr_assert_not_null(writer);
+    for (int k = 0; k < 4; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "big:%d", k);
+        const char *argv[] = {"SET", key, value};
+        const size_t lens[] = {3, strlen(key), LARGE_VALUE_BYTES};
+        harness_reply_t *reply = harness_cmdv(writer, 3, argv, lens);
+        cr_assert_not_null(reply);
+        cr_assert_eq(reply->type, '+', "SET %s: %s", key, reply->str ? reply->str : "");
+        harness_reply_free(reply);
+    }
+
+    harness_conn_t *reader = harness_connect(nodes[2]->port);
+    cr_assert_not_null(reader);
+    for (int k = 0; k < 4; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "big:%d", k);
+        char *data = NULL;
+        size_t len = 0;
+        long long deadline = harness_now_ms() + 5000;
+        do {
+            free(data);
+            cr_assert(harness_cmd_bulk(reader, &data, &len, "GET", key, NULL));
+        } while (data == NULL && harness_now_ms() < deadline);
+        cr_assert_not_null(data, "%s not readable through node3", key);
+        cr_assert_eq(len, LARGE_VALUE_BYTES);
+        cr_assert(memcmp(data, value, LARGE_VALUE_BYTES) == 0, "%s differs", key);
+        free(data);
+    }
+    free(value);
+    harness_conn_close(&writer);
+    harness_conn_close(&reader);
+    finish();
+}
