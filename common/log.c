@@ -76,9 +76,8 @@ void pc_log(pc_log_level_t level, const char *module, const char *fmt, ...)
         used = (int)sizeof line - 2;
     line[used++] = '\n';
 
-    /* One write per line keeps lines whole when threads log at once;
-     * a short write to a full pipe loses the tail, which is acceptable
-     * for a log. */
+    /* One write per line keeps lines whole when threads log at once. A
+     * short write to a full pipe loses the tail of the line. */
     ssize_t written = write(STDOUT_FILENO, line, (size_t)used);
     (void)written;
 }

@@ -41,8 +41,8 @@ peer_t *cluster_find_peer(cluster_t *c, const char *id, size_t len)
 }
 
 /* Names our DEALER sockets with this node's id, so that a peer's ROUTER
- * can say who sent a message even when the message itself is garbage. A
- * restarted node reuses its id; the peers' ROUTER sockets set
+ * can log who sent a message even when the message itself is garbage. A
+ * restarted node reuses its id, and the peers' ROUTER sockets set
  * ZMQ_ROUTER_HANDOVER so that the new connection takes the name over. */
 void cluster_set_routing_id(cluster_t *c, void *dealer)
 {
@@ -116,8 +116,7 @@ int cluster_send_dealer(cluster_t *c, peer_t *peer, const pc_buf_t *payload)
     return zmq_send(peer->dealer, payload->data, payload->len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
 }
 
-/* Replies on the ROUTER to the peer whose routing id is given. */
-static void send_router(cluster_t *c, zmq_msg_t *routing_id, const pc_buf_t *payload)
+void cluster_send_router(cluster_t *c, zmq_msg_t *routing_id, const pc_buf_t *payload)
 {
     zmq_msg_t copy;
     zmq_msg_init(&copy);
@@ -329,7 +328,7 @@ static void on_request(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg)
     out.resp.len = reply.len;
     buf_reset(&c->scratch);
     if (msg_encode(&out, &c->scratch) == PC_OK)
-        send_router(c, routing_id, &c->scratch);
+        cluster_send_router(c, routing_id, &c->scratch);
     buf_fini(&reply);
 }
 
@@ -500,6 +499,13 @@ static void free_held(cluster_t *c)
     c->held_tail = NULL;
 }
 
+static bool try_send(cluster_t *c, peer_t *peer, zmq_msg_t *payload)
+{
+    return peer->dealer != NULL &&
+           zmq_send(peer->dealer, zmq_msg_data(payload), zmq_msg_size(payload),
+                    ZMQ_DONTWAIT) >= 0;
+}
+
 static void pipe_forward(cluster_t *c, unsigned index, const pipe_hdr_t *hdr,
                          zmq_msg_t *payload)
 {
@@ -512,10 +518,16 @@ static void pipe_forward(cluster_t *c, unsigned index, const pipe_hdr_t *hdr,
 
     /* Requests to one peer leave in the order they came, so a request
      * may not overtake one that is held. */
-    if (!has_held(c, hdr->target) && peer->dealer != NULL &&
-        zmq_send(peer->dealer, zmq_msg_data(payload), zmq_msg_size(payload),
-                 ZMQ_DONTWAIT) >= 0)
+    if (!has_held(c, hdr->target) && try_send(c, peer, payload))
         return;
+
+    /* A read may go to another owner that is connected. */
+    for (uint32_t i = 0; i < hdr->alternate_count && i < PIPE_MAX_ALTERNATES; i++) {
+        const char *id = hdr->alternates[i];
+        peer_t *other = cluster_find_peer(c, id, strnlen(id, PIPE_ID_BYTES));
+        if (other != NULL && !has_held(c, other->member.id) && try_send(c, other, payload))
+            return;
+    }
     hold_request(c, hdr, zmq_msg_data(payload), zmq_msg_size(payload));
 }
 
@@ -663,7 +675,8 @@ static void build_poll_set(cluster_t *c, poll_set_t *set)
         poll_add(set, c->seed_dealers[i]);
 }
 
-/* Handles what one poll returned. Returns false when told to stop. */
+/* Handles what one poll returned. Returns false when the control pipe
+ * requests a stop. */
 static bool dispatch(cluster_t *c, poll_set_t *set)
 {
     zmq_pollitem_t *items = set->items;

@@ -41,11 +41,17 @@ typedef enum {
     PIPE_REPLY,
 } pipe_kind_t;
 
+#define PIPE_MAX_ALTERNATES 3
+
 typedef struct pipe_hdr {
     uint32_t kind;          /* pipe_kind_t */
     uint32_t target_count;  /* PIPE_REPL */
     uint64_t req_id;        /* PIPE_FORWARD, PIPE_REPLY */
     char target[PIPE_ID_BYTES]; /* PIPE_FORWARD */
+    /* PIPE_FORWARD of a read: other owners that may serve it when the
+     * target is not connected. */
+    uint32_t alternate_count;
+    char alternates[PIPE_MAX_ALTERNATES][PIPE_ID_BYTES];
 } pipe_hdr_t;
 
 typedef struct pipe_repl_meta {
@@ -69,9 +75,10 @@ void cluster_io_endpoint(unsigned index, char *out, size_t out_len);
  * from the main thread before the I/O threads start. */
 pc_err_t cluster_start(node_t *node, cluster_t **out);
 
-/* Returns whether the node knows a member that is up, which it does at
- * once when it starts a new cluster and after a seed's WELCOME when it
- * joins. Until then it cannot route a key. Any registered thread. */
+/* Returns whether the node's view has a member that is up: at once for a
+ * node that starts a new cluster, and after a seed's WELCOME for one that
+ * joins. Until then the node cannot route a key. Any thread registered
+ * with the store may call it. */
 bool cluster_ready(node_t *node);
 
 /* Tells the actor to stop, waits for its thread to end, closes its

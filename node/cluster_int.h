@@ -1,7 +1,6 @@
 /* cluster_int: the actor's private state, shared by cluster.c (sockets,
  * forwarding, replication stream) and membership.c (member list, joining,
- * handoff). Only the actor thread touches any of it, except where a field
- * says otherwise.
+ * handoff). Only the actor thread touches any of it.
  */
 #ifndef PC_CLUSTER_INT_H
 #define PC_CLUSTER_INT_H
@@ -40,7 +39,7 @@
 
 typedef enum {
     JOIN_DONE = 0,  /* serving: started alone or finished joining */
-    JOIN_SEEDING,   /* sending JOIN to the seeds until one answers */
+    JOIN_SEEDING,   /* sending JOIN to the seeds until one replies */
     JOIN_SUBSCRIBING, /* waiting for a BEAT from every member */
     JOIN_SYNCING,   /* waiting for the handoff from every member */
 } join_state_t;
@@ -121,6 +120,8 @@ struct cluster {
 int64_t cluster_now_ms(void);
 peer_t *cluster_find_peer(cluster_t *c, const char *id, size_t len);
 int cluster_send_dealer(cluster_t *c, peer_t *peer, const pc_buf_t *payload);
+/* Replies on the ROUTER to the peer whose routing id is given. */
+void cluster_send_router(cluster_t *c, zmq_msg_t *routing_id, const pc_buf_t *payload);
 void cluster_set_routing_id(cluster_t *c, void *dealer);
 void cluster_note_malformed(cluster_t *c, const char *peer, const char *why);
 void cluster_publish_entry(cluster_t *c, const char *const *targets,

@@ -27,7 +27,7 @@
 
 /* Waits until the node can route keys or a stop signal arrives. Returns
  * the signal number, or 0 when ready. Clients are accepted only after
- * this, so none sees a node that does not know its cluster yet. */
+ * this, so no client reaches a node that cannot route keys yet. */
 static int wait_ready(node_t *node, const sigset_t *signals)
 {
     struct timespec poll = {.tv_sec = 0, .tv_nsec = READY_POLL_MS * 1000000L};

@@ -374,13 +374,7 @@ void membership_on_join(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg)
 
     if (membership_encode(c, MSG_WELCOME, &c->scratch) != PC_OK)
         return;
-    zmq_msg_t copy;
-    zmq_msg_init(&copy);
-    zmq_msg_copy(&copy, routing_id);
-    if (zmq_msg_send(&copy, c->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        zmq_msg_close(&copy);
-    else
-        zmq_send(c->router, c->scratch.data, c->scratch.len, ZMQ_DONTWAIT);
+    cluster_send_router(c, routing_id, &c->scratch);
 
     /* Every member learns of the new one now rather than at the next
      * gossip round. */
@@ -638,15 +632,8 @@ void membership_on_handoff(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg
     ack.from.ptr = c->self.id;
     ack.from.len = strlen(c->self.id);
     buf_reset(&c->scratch);
-    if (msg_encode(&ack, &c->scratch) == PC_OK) {
-        zmq_msg_t copy;
-        zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, routing_id);
-        if (zmq_msg_send(&copy, c->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-            zmq_msg_close(&copy);
-        else
-            zmq_send(c->router, c->scratch.data, c->scratch.len, ZMQ_DONTWAIT);
-    }
+    if (msg_encode(&ack, &c->scratch) == PC_OK)
+        cluster_send_router(c, routing_id, &c->scratch);
 
     if (msg->last && peer != NULL) {
         peer->sync_done = true;

@@ -162,9 +162,17 @@ static uint64_t next_req_id(router_t *r)
     return ((uint64_t)r->io->index << REQ_ID_THREAD_SHIFT) | r->next_seq;
 }
 
+/* Other owners of a read, tried in order when the target is not
+ * connected. */
+typedef struct alternates {
+    uint32_t count;
+    uint32_t members[PIPE_MAX_ALTERNATES];
+} alternates_t;
+
 /* Sends argv to target through the actor. Returns 0, or -1 when the
  * request could not be encoded (too large for a peer message). */
-static int forward(router_t *r, const char *target, uint64_t req_id, int argc,
+static int forward(router_t *r, const view_t *view, const char *target,
+                   const alternates_t *alternates, uint64_t req_id, int argc,
                    const cmd_arg_t *argv)
 {
     if ((size_t)argc > r->margs_cap) {
@@ -186,6 +194,11 @@ static int forward(router_t *r, const char *target, uint64_t req_id, int argc,
 
     pipe_hdr_t hdr = {.kind = PIPE_FORWARD, .req_id = req_id};
     snprintf(hdr.target, sizeof hdr.target, "%s", target);
+    for (uint32_t i = 0; alternates != NULL && i < alternates->count; i++) {
+        snprintf(hdr.alternates[i], PIPE_ID_BYTES, "%s",
+                 view->members[alternates->members[i]].id);
+        hdr.alternate_count++;
+    }
     zmq_send(r->io->pipe, &hdr, sizeof hdr, ZMQ_SNDMORE);
     zmq_send(r->io->pipe, r->scratch.data, r->scratch.len, 0);
     r->io->pipe_dirty = true;
@@ -245,7 +258,8 @@ static void fanout_free(router_t *r, fanout_t *f)
 
 /* Starts one part: runs it here or forwards it. */
 static void start_part(router_t *r, fanout_t *f, size_t index, const view_t *view,
-                       uint32_t member, int argc, const cmd_arg_t *argv)
+                       uint32_t member, const alternates_t *alternates, int argc,
+                       const cmd_arg_t *argv)
 {
     part_t *part = &f->parts[index];
     snprintf(part->target, sizeof part->target, "%s", view->members[member].id);
@@ -260,7 +274,7 @@ static void start_part(router_t *r, fanout_t *f, size_t index, const view_t *vie
 
     part->remote = true;
     part->req_id = next_req_id(r);
-    if (forward(r, part->target, part->req_id, argc, argv) != 0) {
+    if (forward(r, view, part->target, alternates, part->req_id, argc, argv) != 0) {
         resp_add_error(&part->result, "ERR request too large to forward to a peer");
         part->done = true;
         f->remaining--;
@@ -365,7 +379,7 @@ static void start_split(router_t *r, fanout_t *f, const view_t *view,
             fail_part(f, p, "ERR out of memory");
             continue;
         }
-        start_part(r, f, p, view, part_member[p], argc, sub);
+        start_part(r, f, p, view, part_member[p], NULL, argc, sub);
         free(sub);
     }
     free(part_member);
@@ -673,8 +687,20 @@ static void dispatch_single(router_t *r, conn_t *conn, const view_t *view,
         resp_add_error(conn_reply_buf(conn), "ERR out of memory");
         return;
     }
+    /* A single-key read may fall back to the key's other owners. */
+    alternates_t alternates = {0};
+    if ((def->flags & CMD_READ) && count_keys(def, argc) == 1) {
+        uint32_t owners[VIEW_MAX_REPLICAS];
+        const cmd_arg_t *key = &argv[def->first_key];
+        size_t n = view_owners(view, hash_bytes(key->ptr, key->len), owners);
+        for (size_t i = 0; i < n && alternates.count < PIPE_MAX_ALTERNATES; i++) {
+            if (owners[i] != target)
+                alternates.members[alternates.count++] = owners[i];
+        }
+    }
+
     f->remaining = 1;
-    start_part(r, f, 0, view, target, argc, argv);
+    start_part(r, f, 0, view, target, &alternates, argc, argv);
     if (f->remaining == 0)
         finish(r, f);
 }
@@ -727,7 +753,7 @@ static void dispatch_all(router_t *r, conn_t *conn, const view_t *view,
     }
     f->remaining = view->count;
     for (size_t i = 0; i < view->count; i++)
-        start_part(r, f, i, view, (uint32_t)i, argc, argv);
+        start_part(r, f, i, view, (uint32_t)i, NULL, argc, argv);
     if (f->remaining == 0)
         finish(r, f);
 }

@@ -357,8 +357,8 @@ static void accept_clients(io_thread_t *io)
 /* ---- the actor pipe ---- */
 
 /* Reads every message waiting on the pipe. ZMQ_FD only signals that the
- * socket's state may have changed, so the loop asks ZMQ_EVENTS until
- * nothing is readable, after every epoll wake-up. */
+ * socket's state may have changed, so the loop reads ZMQ_EVENTS until
+ * nothing is readable. */
 static void drain_pipe(io_thread_t *io)
 {
     for (;;) {

@@ -68,7 +68,7 @@ struct io_thread {
     pthread_t thread;
     int epoll_fd;
     int listen_fd;
-    int stop_fd;           /* eventfd: the main thread asks to stop */
+    int stop_fd;           /* eventfd the main thread writes to stop it */
     void *pipe;            /* PAIR to the cluster actor */
     int pipe_fd;           /* ZMQ_FD of pipe, for epoll */
     conn_t *conns;

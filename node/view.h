@@ -2,9 +2,8 @@
  * it, which every thread routes by.
  *
  * The cluster actor builds a new view after each membership change and
- * publishes it with rcu_assign_pointer; client I/O threads read the
- * current one inside an RCU read-side section and never see a view change
- * under them.
+ * publishes it with rcu_xchg_pointer. Client I/O threads read the current
+ * one inside an RCU read-side section, so a view never changes under them.
  *
  * Placement uses the write ring, which has every member, joining ones
  * included, so a joining node receives the writes of its future slices.

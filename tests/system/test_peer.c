@@ -248,3 +248,84 @@ Test(peer, large_value_across_nodes)
     harness_conn_close(&reader);
     finish();
 }
+
+#define OWNER_KEYS 300
+
+/* With no failure detection yet, a stopped node stays a member. Reads of
+ * its keys must still succeed through the other owner, and writes for
+ * which it is the primary must fail with an error, not hang. */
+Test(peer, reads_survive_stopped_owner)
+{
+    harness_node_t *nodes[3];
+    cr_assert(harness_start_cluster(nodes, 3, 2));
+
+    harness_conn_t *writer = harness_connect(nodes[0]->port);
+    cr_assert_not_null(writer);
+    for (int i = 0; i < OWNER_KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "owned:%d", i);
+        char *ok = harness_cmd_status(writer, "SET", key, key, NULL);
+        cr_assert_not_null(ok, "SET %s failed", key);
+        free(ok);
+    }
+    harness_conn_close(&writer);
+
+    /* Replication is asynchronous: wait until every copy has landed. */
+    long long deadline = harness_now_ms() + 5000;
+    long long total = 0;
+    while (harness_now_ms() < deadline) {
+        total = 0;
+        for (int n = 0; n < 3; n++) {
+            harness_conn_t *conn = harness_connect(nodes[n]->port);
+            long long keys = 0;
+            cr_assert_not_null(conn);
+            cr_assert(harness_cmd_int(conn, &keys, "DBSIZE", NULL));
+            total += keys;
+            harness_conn_close(&conn);
+        }
+        if (total == 2 * OWNER_KEYS)
+            break;
+        harness_sleep_ms(50);
+    }
+    cr_assert_eq(total, 2 * OWNER_KEYS, "DBSIZE sum %lld, expected %d", total, 2 * OWNER_KEYS);
+
+    int status = -1;
+    cr_assert(harness_node_stop(nodes[1], HARNESS_STOP_TIMEOUT_MS, &status));
+
+    for (int n = 0; n < 3; n += 2) {
+        harness_conn_t *conn = harness_connect(nodes[n]->port);
+        cr_assert_not_null(conn);
+        for (int i = 0; i < OWNER_KEYS; i++) {
+            char key[32];
+            char *data = NULL;
+            size_t len = 0;
+            snprintf(key, sizeof key, "owned:%d", i);
+            cr_assert(harness_cmd_bulk(conn, &data, &len, "GET", key, NULL),
+                      "GET %s through %s failed with node2 stopped", key, nodes[n]->id);
+            cr_assert_not_null(data, "%s missing through %s", key, nodes[n]->id);
+            cr_assert_str_eq(data, key);
+            free(data);
+        }
+        harness_conn_close(&conn);
+    }
+
+    /* Some of these keys have node2 as primary: their writes fail. */
+    int written_failures = 0;
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+    for (int i = 0; i < 20; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "owned:%d", i);
+        harness_reply_t *reply = harness_cmd(conn, "SET", key, "new", NULL);
+        cr_assert_not_null(reply, "SET %s got no reply", key);
+        if (reply->type == '-') {
+            cr_assert(strstr(reply->str, "node2") != NULL,
+                      "unexpected error for %s: %s", key, reply->str);
+            written_failures++;
+        }
+        harness_reply_free(reply);
+    }
+    harness_conn_close(&conn);
+    cr_assert_gt(written_failures, 0, "no write was routed to the stopped primary");
+    finish();
+}
