@@ -206,13 +206,14 @@ static void check_stream(cluster_t *c, const msg_t *msg)
         stat_add(&c->node->stats.repl_gaps, missing);
         int64_t now = cluster_now_ms();
         if (now - c->gap_logged_ms >= GAP_LOG_INTERVAL_MS) {
-            /* TODO: repair gaps from the publisher's backlog; until then
-             * the missing writes reach this replica only when the key is
-             * written again. */
             LOG_WARNING("cluster", "replication stream gap peer=%s missing=%" PRIu64
-                        " seq=%" PRIu64, peer->member.id, missing, msg->seq);
+                        " seq=%" PRIu64 "; requesting a resync", peer->member.id,
+                        missing, msg->seq);
             c->gap_logged_ms = now;
         }
+        /* The missing writes are unknown, so the publisher resends every
+         * key it is the first owner of and this node holds. */
+        membership_request_resync(c, peer);
     }
     if (msg->seq > peer->in_seq)
         peer->in_seq = msg->seq;

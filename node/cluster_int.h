@@ -76,6 +76,8 @@ typedef struct peer {
     bool sync_done;             /* its handoff to us has ended */
     uint64_t sync_keys;         /* entries received from it */
     handoff_t *handoff;         /* our stream to it, when it is joining */
+    bool resync_running;        /* we asked it to resend our keys after a gap */
+    bool resync_again;          /* another gap arrived while it ran */
 } peer_t;
 
 struct cluster {
@@ -145,6 +147,7 @@ void membership_on_sync(cluster_t *c, const msg_t *msg);
 void membership_on_handoff(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg);
 void membership_on_ack(cluster_t *c, peer_t *peer, const msg_t *msg);
 void membership_on_beat(cluster_t *c, const msg_t *msg);
+void membership_request_resync(cluster_t *c, peer_t *peer);
 void membership_remove_peer_sockets(cluster_t *c, peer_t *peer);
 
 #endif

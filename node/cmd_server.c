@@ -372,6 +372,7 @@ static void info_stats(pc_buf_t *text, node_t *node, store_t *store)
                "peer_requests_served:%" PRIu64 "\r\n"
                "repl_sent:%" PRIu64 "\r\nrepl_applied:%" PRIu64 "\r\n"
                "repl_stale:%" PRIu64 "\r\nrepl_gaps:%" PRIu64 "\r\n"
+               "resyncs_requested:%" PRIu64 "\r\n"
                "peer_messages_malformed:%" PRIu64 "\r\n"
                "handoff_keys_sent:%" PRIu64 "\r\nhandoff_keys_received:%" PRIu64 "\r\n"
                "keys_dropped:%" PRIu64 "\r\n\r\n",
@@ -381,7 +382,8 @@ static void info_stats(pc_buf_t *text, node_t *node, store_t *store)
                stat_get(&s->forwarded_requests), stat_get(&s->forwarded_failures),
                stat_get(&s->peer_requests_served), stat_get(&s->repl_sent),
                stat_get(&s->repl_applied), stat_get(&s->repl_stale),
-               stat_get(&s->repl_gaps), stat_get(&s->peer_messages_malformed),
+               stat_get(&s->repl_gaps), stat_get(&s->resyncs_requested),
+               stat_get(&s->peer_messages_malformed),
                stat_get(&s->handoff_keys_sent), stat_get(&s->handoff_keys_received),
                stat_get(&s->keys_dropped));
 }

@@ -466,6 +466,32 @@ static void tick_join(cluster_t *c, int64_t now)
     }
 }
 
+/* ---- resync after a stream gap ---- */
+
+void membership_request_resync(cluster_t *c, peer_t *peer)
+{
+    if (peer->resync_running) {
+        peer->resync_again = true;
+        return;
+    }
+    if (membership_encode(c, MSG_SYNC, &c->scratch) != PC_OK ||
+        cluster_send_dealer(c, peer, &c->scratch) != 0) {
+        LOG_WARNING("cluster", "cannot request a resync peer=%s; the next gap "
+                    "retries", peer->member.id);
+        return;
+    }
+    peer->resync_running = true;
+    peer->resync_again = false;
+    stat_add(&c->node->stats.resyncs_requested, 1);
+}
+
+static void resync_ended(cluster_t *c, peer_t *peer)
+{
+    peer->resync_running = false;
+    if (peer->resync_again)
+        membership_request_resync(c, peer);
+}
+
 /* ---- handoff: sending ---- */
 
 typedef struct handoff_scan {
@@ -639,6 +665,8 @@ void membership_on_handoff(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg
         peer->sync_done = true;
         LOG_NOTICE("cluster", "handoff received from=%s keys=%" PRIu64, from,
                    peer->sync_keys);
+        if (peer->resync_running)
+            resync_ended(c, peer);
     }
 }
 

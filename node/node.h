@@ -34,6 +34,7 @@ typedef struct node_stats {
     _Atomic uint64_t repl_applied;
     _Atomic uint64_t repl_stale;           /* lost to a newer version */
     _Atomic uint64_t repl_gaps;            /* missing sequence numbers */
+    _Atomic uint64_t resyncs_requested;    /* after gaps */
     _Atomic uint64_t peer_messages_malformed;
     _Atomic uint64_t handoff_keys_sent;
     _Atomic uint64_t handoff_keys_received;

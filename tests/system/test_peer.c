@@ -329,3 +329,142 @@ Test(peer, reads_survive_stopped_owner)
     cr_assert_gt(written_failures, 0, "no write was routed to the stopped primary");
     finish();
 }
+
+/* ---- a fake member that publishes a stream with a gap ---- */
+
+#include "msg.h"
+
+typedef struct fake_member {
+    void *ctx;
+    void *router;
+    void *pub;
+    void *dealer;
+    int router_port;
+    int pub_port;
+} fake_member_t;
+
+static int bind_ephemeral(void *socket)
+{
+    char endpoint[128];
+    size_t len = sizeof endpoint;
+    cr_assert_eq(zmq_bind(socket, "tcp://127.0.0.1:*"), 0);
+    cr_assert_eq(zmq_getsockopt(socket, ZMQ_LAST_ENDPOINT, endpoint, &len), 0);
+    const char *colon = strrchr(endpoint, ':');
+    cr_assert_not_null(colon);
+    return atoi(colon + 1);
+}
+
+static void fake_send(void *socket, const msg_t *msg, const char *topic)
+{
+    pc_buf_t out;
+    buf_init(&out, 1u << 20);
+    cr_assert_eq(msg_encode(msg, &out), PC_OK);
+    if (topic != NULL)
+        cr_assert_geq(zmq_send(socket, topic, strlen(topic) + 1, ZMQ_SNDMORE), 0);
+    cr_assert_geq(zmq_send(socket, out.data, out.len, 0), 0);
+    buf_fini(&out);
+}
+
+static void fake_join(fake_member_t *fake, const harness_node_t *node)
+{
+    int linger = 0;
+    char endpoint[64];
+
+    fake->ctx = zmq_ctx_new();
+    fake->router = zmq_socket(fake->ctx, ZMQ_ROUTER);
+    fake->pub = zmq_socket(fake->ctx, ZMQ_PUB);
+    fake->dealer = zmq_socket(fake->ctx, ZMQ_DEALER);
+    zmq_setsockopt(fake->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake->pub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake->dealer, ZMQ_ROUTING_ID, "fake", 4);
+    fake->router_port = bind_ephemeral(fake->router);
+    fake->pub_port = bind_ephemeral(fake->pub);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", node->peer_port);
+    cr_assert_eq(zmq_connect(fake->dealer, endpoint), 0);
+
+    msg_member_t self = {
+        .id = {"fake", 4}, .host = {"127.0.0.1", 9},
+        .port = 1, .peer_port = (uint16_t)fake->router_port,
+        .pub_port = (uint16_t)fake->pub_port, .state = MSG_STATE_UP,
+        .incarnation = 1,
+    };
+    msg_t join = {.type = MSG_JOIN, .from = {"fake", 4}, .members = &self,
+                  .member_count = 1};
+    fake_send(fake->dealer, &join, NULL);
+}
+
+static void fake_close(fake_member_t *fake)
+{
+    zmq_close(fake->router);
+    zmq_close(fake->pub);
+    zmq_close(fake->dealer);
+    zmq_ctx_term(fake->ctx);
+}
+
+static void fake_publish(fake_member_t *fake, const char *topic, uint64_t seq,
+                         const char *key)
+{
+    msg_entry_t entry = {.key = {key, strlen(key)}, .value = {"v", 1},
+                         .hlc = (uint64_t)harness_now_ms() << 16, .origin = 7};
+    msg_t repl = {.type = MSG_REPL, .from = {"fake", 4}, .epoch = 42, .seq = seq,
+                  .entries = &entry, .entry_count = 1};
+    fake_send(fake->pub, &repl, topic);
+}
+
+/* Waits for a message of the given type on the fake's ROUTER. */
+static bool fake_expect(fake_member_t *fake, msg_type_t type, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    while (harness_now_ms() < deadline) {
+        zmq_pollitem_t item = {.socket = fake->router, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, 100) <= 0)
+            continue;
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&id, fake->router, 0);
+        zmq_msg_recv(&body, fake->router, 0);
+        msg_t msg;
+        char why[160];
+        bool match = msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg, why,
+                                sizeof why) == PC_OK && msg.type == type;
+        msg_fini(&msg);
+        zmq_msg_close(&id);
+        zmq_msg_close(&body);
+        if (match)
+            return true;
+    }
+    return false;
+}
+
+Test(peer, stream_gap_requests_resync)
+{
+    harness_node_t *nodes[1];
+    fake_member_t fake = {0};
+    char topic[40];
+    cr_assert(harness_start_cluster(nodes, 1, 2));
+    snprintf(topic, sizeof topic, "%s", nodes[0]->id);
+
+    fake_join(&fake, nodes[0]);
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+
+    /* Publish seq 1 until the node's subscription has caught it. */
+    long long deadline = harness_now_ms() + 10000;
+    while (info_field(conn, "repl_applied") < 1 && harness_now_ms() < deadline) {
+        fake_publish(&fake, topic, 1, "gap:first");
+        harness_sleep_ms(50);
+    }
+    cr_assert_geq(info_field(conn, "repl_applied"), 1, "no REPL from the fake was applied");
+
+    /* Seq 2 to 4 never arrive: the node must notice and ask for a resync. */
+    fake_publish(&fake, topic, 5, "gap:after");
+    cr_assert(fake_expect(&fake, MSG_SYNC, 5000), "no SYNC after a stream gap");
+    cr_assert_eq(info_field(conn, "repl_gaps"), 3);
+    cr_assert_eq(info_field(conn, "resyncs_requested"), 1);
+
+    harness_conn_close(&conn);
+    fake_close(&fake);
+    finish();
+}
