@@ -19,6 +19,7 @@
 #define MALFORMED_LOG_INTERVAL_MS 1000
 #define GAP_LOG_INTERVAL_MS 1000
 #define MAX_FRAMES 6
+#define DISPATCH_BATCH 256
 
 int64_t cluster_now_ms(void)
 {
@@ -232,17 +233,17 @@ static void on_repl(cluster_t *c, const msg_t *msg)
                     (int)msg->from.len, msg->from.ptr, pc_err_name(err));
 }
 
-static void on_sub(cluster_t *c)
+static bool on_sub(cluster_t *c)
 {
     zmq_msg_t frames[MAX_FRAMES];
     bool too_many;
     int count = recv_frames(c->sub, frames, MAX_FRAMES, &too_many);
     if (count < 0)
-        return;
+        return false;
     if (count != 2 || too_many) {
         cluster_note_malformed(c, "unknown", "PUB/SUB message without two frames");
         close_frames(frames, count);
-        return;
+        return true;
     }
 
     msg_t msg;
@@ -262,6 +263,7 @@ static void on_sub(cluster_t *c)
     }
     msg_fini(&msg);
     close_frames(frames, count);
+    return true;
 }
 
 /* ---- forwarded requests ---- */
@@ -333,19 +335,19 @@ static void on_request(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg)
     buf_fini(&reply);
 }
 
-static void on_router(cluster_t *c)
+static bool on_router(cluster_t *c)
 {
     zmq_msg_t frames[MAX_FRAMES];
     bool too_many;
     int count = recv_frames(c->router, frames, MAX_FRAMES, &too_many);
     if (count < 0)
-        return;
+        return false;
     char sender[MSG_MAX_ID_BYTES + 1];
     routing_id_name(&frames[0], sender, sizeof sender);
     if (count != 2 || too_many) {
         cluster_note_malformed(c, sender, "ROUTER message without one payload frame");
         close_frames(frames, count);
-        return;
+        return true;
     }
 
     msg_t msg;
@@ -356,7 +358,7 @@ static void on_router(cluster_t *c)
         cluster_note_malformed(c, sender, why);
         msg_fini(&msg);
         close_frames(frames, count);
-        return;
+        return true;
     }
 
     switch (msg.type) {
@@ -381,15 +383,16 @@ static void on_router(cluster_t *c)
     }
     msg_fini(&msg);
     close_frames(frames, count);
+    return true;
 }
 
-static void on_dealer(cluster_t *c, void *socket, peer_t *peer)
+static bool on_dealer(cluster_t *c, void *socket, peer_t *peer)
 {
     zmq_msg_t frames[MAX_FRAMES];
     bool too_many;
     int count = recv_frames(socket, frames, MAX_FRAMES, &too_many);
     if (count < 0)
-        return;
+        return false;
 
     const char *peer_id = peer ? peer->member.id : "seed";
     msg_t msg;
@@ -397,7 +400,7 @@ static void on_dealer(cluster_t *c, void *socket, peer_t *peer)
     if (count != 1 || too_many) {
         cluster_note_malformed(c, peer_id, "DEALER message without one frame");
         close_frames(frames, count);
-        return;
+        return true;
     }
     if (msg_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &msg, why,
                    sizeof why) != PC_OK) {
@@ -413,6 +416,7 @@ static void on_dealer(cluster_t *c, void *socket, peer_t *peer)
     }
     msg_fini(&msg);
     close_frames(frames, count);
+    return true;
 }
 
 /* ---- I/O thread pipes ---- */
@@ -560,13 +564,13 @@ static void pipe_repl(cluster_t *c, const pipe_hdr_t *hdr, zmq_msg_t *frames, in
     cluster_publish_entry(c, targets, hdr->target_count, &entry);
 }
 
-static void on_pipe(cluster_t *c, unsigned index)
+static bool on_pipe(cluster_t *c, unsigned index)
 {
     zmq_msg_t frames[MAX_FRAMES];
     bool too_many;
     int count = recv_frames(c->pipes[index], frames, MAX_FRAMES, &too_many);
     if (count < 0)
-        return;
+        return false;
 
     pipe_hdr_t hdr;
     if (count >= 2 && !too_many && zmq_msg_size(&frames[0]) == sizeof hdr) {
@@ -577,6 +581,7 @@ static void on_pipe(cluster_t *c, unsigned index)
             pipe_repl(c, &hdr, frames, count);
     }
     close_frames(frames, count);
+    return true;
 }
 
 /* ---- timers ---- */
@@ -676,42 +681,62 @@ static void build_poll_set(cluster_t *c, poll_set_t *set)
         poll_add(set, c->seed_dealers[i]);
 }
 
-/* Handles what one poll returned. Returns false when the control pipe
- * requests a stop. */
+/* Returns the peer whose DEALER is socket, or NULL. */
+static peer_t *dealer_owner(cluster_t *c, void *socket)
+{
+    for (size_t p = 0; p < c->peer_count; p++) {
+        if (c->peers[p].dealer == socket)
+            return &c->peers[p];
+    }
+    return NULL;
+}
+
+static bool is_seed_dealer(cluster_t *c, void *socket)
+{
+    for (size_t s = 0; s < c->seed_dealer_count; s++) {
+        if (c->seed_dealers[s] == socket)
+            return true;
+    }
+    return false;
+}
+
+/* Handles what one poll returned, reading up to DISPATCH_BATCH messages
+ * per socket, so that a busy socket costs one poll per batch rather than
+ * per message. Returns false when the control pipe requests a stop. */
 static bool dispatch(cluster_t *c, poll_set_t *set)
 {
     zmq_pollitem_t *items = set->items;
     if (items[0].revents & ZMQ_POLLIN)
         return false;
-    if (items[1].revents & ZMQ_POLLIN)
-        on_router(c);
-    if (items[2].revents & ZMQ_POLLIN)
-        on_sub(c);
+    for (int n = 0; (items[1].revents & ZMQ_POLLIN) && n < DISPATCH_BATCH; n++) {
+        if (!on_router(c))
+            break;
+    }
+    for (int n = 0; (items[2].revents & ZMQ_POLLIN) && n < DISPATCH_BATCH; n++) {
+        if (!on_sub(c))
+            break;
+    }
 
     size_t at = 3;
     for (unsigned i = 0; i < c->pipe_count; i++, at++) {
-        if (items[at].revents & ZMQ_POLLIN)
-            on_pipe(c, i);
+        for (int n = 0; (items[at].revents & ZMQ_POLLIN) && n < DISPATCH_BATCH; n++) {
+            if (!on_pipe(c, i))
+                break;
+        }
     }
 
-    /* Handlers may add peers or close seed sockets, so sockets are
-     * matched by identity rather than by position. */
-    size_t peers_at = at;
-    size_t peer_items = set->count - peers_at;
-    for (size_t k = 0; k < peer_items; k++) {
-        zmq_pollitem_t *item = &items[peers_at + k];
-        if (!(item->revents & ZMQ_POLLIN))
-            continue;
-        peer_t *owner = NULL;
-        for (size_t p = 0; p < c->peer_count; p++) {
-            if (c->peers[p].dealer == item->socket)
-                owner = &c->peers[p];
+    /* Handlers may add peers (moving the array), replace a peer's socket
+     * or close the seed sockets, so each socket's owner is looked up again
+     * before every read. */
+    for (size_t k = at; k < set->count; k++) {
+        zmq_pollitem_t *item = &items[k];
+        for (int n = 0; (item->revents & ZMQ_POLLIN) && n < DISPATCH_BATCH; n++) {
+            peer_t *owner = dealer_owner(c, item->socket);
+            if (owner == NULL && !is_seed_dealer(c, item->socket))
+                break;
+            if (!on_dealer(c, item->socket, owner))
+                break;
         }
-        bool is_seed = false;
-        for (size_t s = 0; s < c->seed_dealer_count; s++)
-            is_seed = is_seed || c->seed_dealers[s] == item->socket;
-        if (owner != NULL || is_seed)
-            on_dealer(c, item->socket, owner);
     }
     return true;
 }
