@@ -190,7 +190,10 @@ static int conn_flush(conn_t *conn)
     if (pending == 0) {
         buf_reset(&conn->out);
         conn->out_sent = 0;
-        if (conn->protocol_error || conn->info.close_after_reply) {
+        /* QUIT and protocol errors close only after every earlier reply,
+         * forwarded ones included, has been sent. */
+        if ((conn->protocol_error || conn->info.close_after_reply) &&
+            conn->slots_head == NULL) {
             conn_close(conn);
             return -1;
         }

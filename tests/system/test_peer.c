@@ -468,3 +468,43 @@ Test(peer, stream_gap_requests_resync)
     fake_close(&fake);
     finish();
 }
+
+#define QUIT_KEYS 50
+
+/* QUIT after pipelined writes, some forwarded to other primaries: every
+ * reply arrives, in order, before the node closes the connection. */
+Test(peer, quit_waits_for_forwarded_replies)
+{
+    harness_node_t *nodes[3];
+    cr_assert(harness_start_cluster(nodes, 3, 2));
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+
+    for (int i = 0; i < QUIT_KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "quit:%d", i);
+        const char *argv[] = {"INCRBY", key, "7"};
+        harness_append(conn, 3, argv, NULL);
+    }
+    const char *quit[] = {"QUIT"};
+    harness_append(conn, 1, quit, NULL);
+    cr_assert(harness_flush(conn));
+
+    for (int i = 0; i < QUIT_KEYS; i++) {
+        harness_reply_t *reply = harness_read(conn);
+        cr_assert_not_null(reply, "reply %d missing", i);
+        cr_assert_eq(reply->type, ':', "reply %d: %s", i, reply->str ? reply->str : "");
+        cr_assert_eq(reply->integer, 7);
+        harness_reply_free(reply);
+    }
+    harness_reply_t *reply = harness_read(conn);
+    cr_assert_not_null(reply, "no reply to QUIT");
+    cr_assert_str_eq(reply->str, "OK");
+    harness_reply_free(reply);
+
+    char rest[16];
+    cr_assert_eq(harness_read_raw(conn, rest, sizeof rest), 0,
+                 "the connection stayed open after QUIT");
+    harness_conn_close(&conn);
+    finish();
+}
