@@ -424,6 +424,13 @@ static bool on_dealer(cluster_t *c, void *socket, peer_t *peer)
 static void fail_forward(cluster_t *c, uint64_t req_id, const char *target)
 {
     stat_add(&c->node->stats.forwarded_failures, 1);
+    int64_t now = cluster_now_ms();
+    if (now - c->forward_failure_logged_ms >= MALFORMED_LOG_INTERVAL_MS) {
+        LOG_WARNING("cluster", "cannot forward a request peer=%.64s: not connected "
+                    "within %d ms; clients get TRYAGAIN (at most one line a second)",
+                    target, CLUSTER_FORWARD_HOLD_MS);
+        c->forward_failure_logged_ms = now;
+    }
     char resp[160];
     int len = snprintf(resp, sizeof resp,
                        "-TRYAGAIN peer %.64s is unreachable; retry shortly\r\n", target);
@@ -787,7 +794,8 @@ static pc_err_t bind_socket(void *socket, const char *host, uint16_t port, const
     snprintf(endpoint, sizeof endpoint, "tcp://%s:%u", host, port);
     if (zmq_bind(socket, endpoint) != 0) {
         LOG_ERROR("cluster", "cannot bind the %s socket endpoint=%s error=\"%s\"; "
-                  "choose a free port", role, endpoint, zmq_strerror(zmq_errno()));
+                  "check --bind and that the port is free", role, endpoint,
+                  zmq_strerror(zmq_errno()));
         return PC_ERR_ZMQ;
     }
     return PC_OK;

@@ -112,6 +112,7 @@ struct cluster {
     int64_t malformed_logged_ms;
     uint64_t malformed_suppressed;
     int64_t gap_logged_ms;
+    int64_t forward_failure_logged_ms;
 
     pc_buf_t scratch;    /* encoding buffer, reused */
     held_request_t *held_head; /* in arrival order */

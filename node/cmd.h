@@ -64,6 +64,8 @@ typedef enum {
     CMD_MERGE_ARRAY,    /* MGET: array elements back in key order */
     CMD_MERGE_SUM,      /* DEL, EXISTS, TOUCH, UNLINK: sum of integers */
     CMD_MERGE_OK,       /* MSET: +OK when every part replied +OK */
+    CMD_MERGE_CONCAT,   /* KEYS: the elements of every part's array */
+    CMD_MERGE_SCAN,     /* SCAN: cursor 0 and every part's keys */
 } cmd_merge_t;
 
 typedef struct cmd_def {

@@ -6,6 +6,10 @@
  * (INFO, CLUSTER) read the view inside a read-side section.
  */
 #include <fnmatch.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +23,31 @@
 
 #define PEERCACHE_VERSION "0.1.0"
 #define REDIS_COMPAT_VERSION "7.0.0"
+
+/* Appends Redis 7's error for an unknown subcommand of cmd. */
+static void reply_unknown_subcommand(pc_buf_t *out, const char *cmd, const cmd_arg_t *sub)
+{
+    resp_add_errorf(out, "ERR unknown subcommand '%.*s'. Try %s HELP.",
+                    (int)(sub->len > 128 ? 128 : sub->len), sub->ptr, cmd);
+}
+
+/* Appends Redis 7's arity error for a known subcommand, as "cmd|sub". */
+static void reply_subcommand_arity(pc_buf_t *out, const char *cmd, const char *sub)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s|%s", cmd, sub);
+    cmd_reply_arity_error(out, name);
+}
+
+/* Appends a HELP reply: one status line per entry. */
+static void reply_help(pc_buf_t *out, const char *const *lines, size_t count)
+{
+    resp_add_array(out, count);
+    for (size_t i = 0; i < count; i++)
+        resp_add_simple(out, lines[i]);
+}
+
+#define HELP_COUNT(lines) (sizeof(lines) / sizeof((lines)[0]))
 
 static void cmd_ping(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
 {
@@ -139,33 +168,80 @@ static void cmd_hello(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
     hello_reply(ctx);
 }
 
+static const char *const client_help[] = {
+    "CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+    "GETNAME", "    Return the name of the current connection.",
+    "ID", "    Return the ID of the current connection.",
+    "INFO", "    Return information about the current connection.",
+    "SETNAME <name>", "    Assign the name <name> to the current connection.",
+    "SETINFO <LIB-NAME|LIB-VER> <value>", "    Accepted and ignored.",
+    "HELP", "    Print this help.",
+};
+
+/* A subcommand of CLIENT: its name and the argument count it takes,
+ * CLIENT included. */
+typedef struct subcommand {
+    const char *name;
+    int argc;
+} subcommand_t;
+
+static const subcommand_t client_subcommands[] = {
+    {"getname", 2}, {"id", 2}, {"info", 2}, {"setname", 3}, {"setinfo", 4}, {"help", 2},
+};
+
+/* Returns the matching subcommand, or NULL after replying the error. */
+static const subcommand_t *find_subcommand(pc_buf_t *out, const char *cmd,
+                                           const subcommand_t *table, size_t count,
+                                           int argc, const cmd_arg_t *argv)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!cmd_arg_is(&argv[1], table[i].name))
+            continue;
+        if (table[i].argc != argc) {
+            reply_subcommand_arity(out, cmd, table[i].name);
+            return NULL;
+        }
+        return &table[i];
+    }
+    char upper[16];
+    size_t n = 0;
+    for (; cmd[n] != '\0' && n < sizeof upper - 1; n++)
+        upper[n] = (char)(cmd[n] >= 'a' && cmd[n] <= 'z' ? cmd[n] - 'a' + 'A' : cmd[n]);
+    upper[n] = '\0';
+    reply_unknown_subcommand(out, upper, &argv[1]);
+    return NULL;
+}
+
 static void cmd_client(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
 {
-    const cmd_arg_t *sub = &argv[1];
-    struct client *client = ctx->client;
+    const subcommand_t *sub = find_subcommand(
+        ctx->out, "client", client_subcommands,
+        sizeof client_subcommands / sizeof client_subcommands[0], argc, argv);
+    if (sub == NULL)
+        return;
 
-    if (cmd_arg_is(sub, "setname") && argc == 3) {
+    struct client *client = ctx->client;
+    const char *name = sub->name;
+    if (strcmp(name, "setname") == 0) {
         if (set_client_name(ctx, &argv[2]) == 0)
             resp_add_simple(ctx->out, "OK");
-    } else if (cmd_arg_is(sub, "getname") && argc == 2) {
+    } else if (strcmp(name, "getname") == 0) {
         if (client == NULL || client->name[0] == '\0')
             resp_add_null(ctx->out);
         else
             resp_add_cstr(ctx->out, client->name);
-    } else if (cmd_arg_is(sub, "id") && argc == 2) {
+    } else if (strcmp(name, "id") == 0) {
         resp_add_int(ctx->out, client ? (long long)client->id : 0);
-    } else if (cmd_arg_is(sub, "setinfo") && argc == 4) {
+    } else if (strcmp(name, "setinfo") == 0) {
         /* Client libraries announce themselves; nothing is kept yet. */
         resp_add_simple(ctx->out, "OK");
-    } else if ((cmd_arg_is(sub, "info") || cmd_arg_is(sub, "list")) && argc == 2) {
+    } else if (strcmp(name, "info") == 0) {
         char line[256];
         snprintf(line, sizeof line, "id=%" PRIu64 " name=%s db=0\n",
                  client ? client->id : 0, client ? client->name : "");
         resp_add_cstr(ctx->out, line);
     } else {
-        resp_add_errorf(ctx->out, "ERR unknown subcommand or wrong number of "
-                        "arguments for '%.*s'. Try CLIENT HELP.",
-                        (int)(sub->len > 64 ? 64 : sub->len), sub->ptr);
+        reply_help(ctx->out, client_help, HELP_COUNT(client_help));
     }
 }
 
@@ -237,10 +313,26 @@ static void cmd_command(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
     } else if (cmd_arg_is(&argv[1], "docs")) {
         /* No documentation is served; redis-cli falls back to none. */
         resp_add_array(ctx->out, 0);
+    } else if (cmd_arg_is(&argv[1], "help") && argc == 2) {
+        static const char *const help[] = {
+            "COMMAND <subcommand> [<arg> ...]. Subcommands are:",
+            "(no subcommand)", "    Return details about all commands.",
+            "COUNT", "    Return the total number of commands.",
+            "DOCS [<command-name> ...]", "    Return an empty array: no documentation is served.",
+            "INFO [<command-name> ...]", "    Return details about the given commands.",
+            "LIST", "    Return the names of all commands.",
+            "HELP", "    Print this help.",
+        };
+        reply_help(ctx->out, help, HELP_COUNT(help));
+    } else if (cmd_arg_is(&argv[1], "count") || cmd_arg_is(&argv[1], "list") ||
+               cmd_arg_is(&argv[1], "help")) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "%.*s", (int)argv[1].len, argv[1].ptr);
+        for (char *c = sub; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+        reply_subcommand_arity(ctx->out, "command", sub);
     } else {
-        resp_add_errorf(ctx->out, "ERR unknown subcommand or wrong number of "
-                        "arguments for '%.*s'. Try COMMAND HELP.",
-                        (int)(argv[1].len > 64 ? 64 : argv[1].len), argv[1].ptr);
+        reply_unknown_subcommand(ctx->out, "COMMAND", &argv[1]);
     }
 }
 
@@ -258,10 +350,26 @@ static const char *const config_values[][2] = {
 
 static void cmd_config(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
 {
-    if (!cmd_arg_is(&argv[1], "get")) {
+    if (cmd_arg_is(&argv[1], "help") && argc == 2) {
+        static const char *const help[] = {
+            "CONFIG <subcommand> [<arg> ...]. Subcommands are:",
+            "GET <pattern>", "    Return the values of the settings matching the pattern.",
+            "SET, RESETSTAT, REWRITE",
+            "    Not supported: peercache is configured with flags and PEERCACHE_* variables.",
+            "HELP", "    Print this help.",
+        };
+        reply_help(ctx->out, help, HELP_COUNT(help));
+        return;
+    }
+    if (cmd_arg_is(&argv[1], "set") || cmd_arg_is(&argv[1], "resetstat") ||
+        cmd_arg_is(&argv[1], "rewrite")) {
         resp_add_errorf(ctx->out, "ERR CONFIG %.*s is not supported; peercache is "
                         "configured with flags and PEERCACHE_* variables",
-                        (int)(argv[1].len > 32 ? 32 : argv[1].len), argv[1].ptr);
+                        (int)argv[1].len, argv[1].ptr);
+        return;
+    }
+    if (!cmd_arg_is(&argv[1], "get")) {
+        reply_unknown_subcommand(ctx->out, "CONFIG", &argv[1]);
         return;
     }
     if (argc < 3) {
@@ -311,6 +419,13 @@ static void cmd_flushall(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
     resp_add_simple(ctx->out, "OK");
 }
 
+/* Returns "ok" when the node can route keys (some member is up), as
+ * CLUSTER INFO and INFO cluster both report it. */
+static const char *cluster_state(const view_t *view)
+{
+    return view != NULL && view->read_ring != NULL ? "ok" : "fail";
+}
+
 /* Returns this node's share of the ring as primary, 0 when not serving. */
 static double self_ring_share(const view_t *view)
 {
@@ -338,7 +453,7 @@ static void info_server(pc_buf_t *text, node_t *node, int64_t now_ms)
 static void info_clients(pc_buf_t *text, node_t *node)
 {
     buf_printf(text, "# Clients\r\nconnected_clients:%" PRIu64 "\r\n"
-               "maxclients:10000\r\n\r\n",
+               "blocked_clients:0\r\nmaxclients:10000\r\n\r\n",
                stat_get(&node->stats.connected_clients));
 }
 
@@ -347,13 +462,16 @@ static void info_memory(pc_buf_t *text, store_t *store)
     store_stats_t stats;
     store_stats(store, &stats);
 
+    /* used_memory is what the allocator has handed out, as in Redis;
+     * used_memory_dataset is the store's own count of entry bytes. */
+    struct mallinfo2 heap = mallinfo2();
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
-    buf_printf(text, "# Memory\r\nused_memory:%" PRIu64 "\r\n"
+    buf_printf(text, "# Memory\r\nused_memory:%zu\r\n"
                "used_memory_dataset:%" PRIu64 "\r\n"
                "used_memory_peak_rss:%ld\r\nmaxmemory:0\r\n"
                "maxmemory_policy:noeviction\r\n\r\n",
-               stats.bytes, stats.bytes, usage.ru_maxrss * 1024L);
+               heap.uordblks + heap.hblkhd, stats.bytes, usage.ru_maxrss * 1024L);
 }
 
 static void info_stats(pc_buf_t *text, node_t *node, store_t *store)
@@ -407,17 +525,18 @@ static void info_cluster(pc_buf_t *text, node_t *node)
     size_t up = 0;
     for (size_t i = 0; i < members; i++)
         up += view->members[i].state == MEMBER_UP;
-    const char *state = view ? member_state_name(view->members[view->self].state)
-                             : "joining";
+    const char *node_state = view ? member_state_name(view->members[view->self].state)
+                                  : "joining";
     size_t effective = view && up < view->replicas ? up : node->cfg.replicas;
     buf_printf(text,
                "# Cluster\r\ncluster_enabled:0\r\npeercache_cluster:1\r\n"
-               "cluster_node_id:%s\r\ncluster_state:%s\r\n"
+               "cluster_node_id:%s\r\ncluster_state:%s\r\ncluster_node_state:%s\r\n"
                "cluster_members:%zu\r\ncluster_members_up:%zu\r\n"
                "cluster_replicas:%u\r\ncluster_replicas_effective:%zu\r\n"
                "cluster_ring_share:%.4f\r\ncluster_vnodes:%u\r\n"
                "cluster_view_generation:%" PRIu64 "\r\n\r\n",
-               node->cfg.node_id, state, members, up, node->cfg.replicas,
+               node->cfg.node_id, cluster_state(view), node_state, members, up,
+               node->cfg.replicas,
                effective, self_ring_share(view), node->cfg.vnodes,
                view ? view->generation : 0);
     store_read_unlock();
@@ -485,23 +604,233 @@ static void cmd_cluster(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
         return;
     }
 
+    static const subcommand_t subcommands[] = {
+        {"nodes", 2}, {"myid", 2}, {"info", 2}, {"help", 2},
+    };
+    const subcommand_t *sub = find_subcommand(ctx->out, "cluster", subcommands,
+                                              HELP_COUNT(subcommands), argc, argv);
+    if (sub == NULL)
+        return;
+
     store_read_lock();
     const view_t *view = rcu_dereference(ctx->node->view);
-    if (cmd_arg_is(&argv[1], "nodes") && argc == 2) {
+    if (strcmp(sub->name, "nodes") == 0) {
         cluster_nodes(ctx, view);
-    } else if (cmd_arg_is(&argv[1], "myid") && argc == 2) {
+    } else if (strcmp(sub->name, "myid") == 0) {
         resp_add_cstr(ctx->out, ctx->node->cfg.node_id);
-    } else if (cmd_arg_is(&argv[1], "info") && argc == 2) {
+    } else if (strcmp(sub->name, "info") == 0) {
         char text[256];
         snprintf(text, sizeof text, "cluster_state:%s\r\ncluster_known_nodes:%zu\r\n",
-                 view ? "ok" : "fail", view ? view->count : 0);
+                 cluster_state(view), view ? view->count : 0);
         resp_add_cstr(ctx->out, text);
     } else {
-        resp_add_errorf(ctx->out, "ERR unknown subcommand or wrong number of "
-                        "arguments for '%.*s'. Try CLUSTER HELP.",
-                        (int)(argv[1].len > 64 ? 64 : argv[1].len), argv[1].ptr);
+        static const char *const help[] = {
+            "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",
+            "INFO", "    Return the state of the cluster as this node sees it.",
+            "MYID", "    Return this node's id.",
+            "NODES", "    Return one line per member: id, addresses, state, incarnation.",
+            "HELP", "    Print this help.",
+        };
+        reply_help(ctx->out, help, HELP_COUNT(help));
     }
     store_read_unlock();
+}
+
+/* ---- KEYS and SCAN ---- */
+
+/* Matches one character class "[...]" at pattern[*pi] against c and
+ * moves *pi past it. An unterminated class matches as far as it goes. */
+static bool class_match(const char *pattern, size_t plen, size_t *pi, unsigned char c)
+{
+    size_t i = *pi + 1;
+    bool negate = i < plen && pattern[i] == '^';
+    bool found = false;
+    if (negate)
+        i++;
+    while (i < plen && pattern[i] != ']') {
+        if (pattern[i] == '\\' && i + 1 < plen) {
+            found = found || (unsigned char)pattern[i + 1] == c;
+            i += 2;
+        } else if (i + 2 < plen && pattern[i + 1] == '-' && pattern[i + 2] != ']') {
+            unsigned char lo = (unsigned char)pattern[i];
+            unsigned char hi = (unsigned char)pattern[i + 2];
+            if (lo > hi) {
+                unsigned char t = lo;
+                lo = hi;
+                hi = t;
+            }
+            found = found || (c >= lo && c <= hi);
+            i += 3;
+        } else {
+            found = found || (unsigned char)pattern[i] == c;
+            i++;
+        }
+    }
+    *pi = i < plen ? i + 1 : i;
+    return negate ? !found : found;
+}
+
+/* Glob-style match over bytes, as KEYS and SCAN MATCH use: * ? [abc]
+ * [^a] [a-z] and backslash escapes. Stars backtrack to the last star only,
+ * so the cost is O(pattern * string) at worst. */
+static bool glob_match(const char *pattern, size_t plen, const char *str, size_t slen)
+{
+    size_t pi = 0, si = 0;
+    size_t star_pi = SIZE_MAX, star_si = 0;
+    while (si < slen) {
+        if (pi < plen && pattern[pi] == '*') {
+            star_pi = ++pi;
+            star_si = si;
+            continue;
+        }
+        if (pi < plen) {
+            size_t next = pi;
+            bool ok;
+            if (pattern[pi] == '?') {
+                ok = true;
+                next = pi + 1;
+            } else if (pattern[pi] == '[') {
+                ok = class_match(pattern, plen, &next, (unsigned char)str[si]);
+            } else if (pattern[pi] == '\\' && pi + 1 < plen) {
+                ok = pattern[pi + 1] == str[si];
+                next = pi + 2;
+            } else {
+                ok = pattern[pi] == str[si];
+                next = pi + 1;
+            }
+            if (ok) {
+                pi = next;
+                si++;
+                continue;
+            }
+        }
+        if (star_pi == SIZE_MAX)
+            return false;
+        pi = star_pi;
+        si = ++star_si;
+    }
+    while (pi < plen && pattern[pi] == '*')
+        pi++;
+    return pi == plen;
+}
+
+typedef struct key_scan {
+    const view_t *view;
+    const cmd_arg_t *pattern; /* NULL matches every key */
+    int64_t now_ms;
+    pc_buf_t keys;            /* RESP bulks, one per key */
+    size_t count;
+} key_scan_t;
+
+/* Collects the live keys this node is the first owner of, so that KEYS
+ * and SCAN sent to every member list each key once. */
+static int collect_key(const store_entry_t *e, void *arg)
+{
+    key_scan_t *scan = arg;
+    if ((e->flags & STORE_FLAG_TOMBSTONE) || (e->expire_ms != 0 && e->expire_ms <= scan->now_ms))
+        return 0;
+    if (scan->view != NULL) {
+        uint32_t owners[VIEW_MAX_REPLICAS];
+        size_t n = view_owners(scan->view, e->hash, owners);
+        if (n == 0 || (int)owners[0] != scan->view->self)
+            return 0;
+    }
+    if (scan->pattern != NULL &&
+        !glob_match(scan->pattern->ptr, scan->pattern->len, e->key, e->key_len))
+        return 0;
+    resp_add_bulk(&scan->keys, e->key, e->key_len);
+    scan->count++;
+    return buf_error(&scan->keys) != PC_OK;
+}
+
+static void reply_keys(cmd_ctx_t *ctx, const cmd_arg_t *pattern, bool as_scan)
+{
+    key_scan_t scan = {.pattern = pattern, .now_ms = ctx->now_ms};
+    buf_init(&scan.keys, ctx->out->max);
+
+    store_read_lock();
+    scan.view = ctx->node ? rcu_dereference(ctx->node->view) : NULL;
+    store_foreach(ctx->store, collect_key, &scan);
+    store_read_unlock();
+
+    if (buf_error(&scan.keys) != PC_OK) {
+        resp_add_error(ctx->out, "ERR the key list exceeds the reply size limit; "
+                                 "use a narrower pattern");
+    } else {
+        if (as_scan) {
+            resp_add_array(ctx->out, 2);
+            resp_add_cstr(ctx->out, "0");
+        }
+        resp_add_array(ctx->out, scan.count);
+        buf_append(ctx->out, scan.keys.data, scan.keys.len);
+    }
+    buf_fini(&scan.keys);
+}
+
+static void cmd_keys(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
+{
+    reply_keys(ctx, &argv[1], false);
+}
+
+/* SCAN returns every matching key in one call, with cursor 0, which the
+ * SCAN contract allows since COUNT is only a hint.
+ * NOTE: a very large keyspace therefore comes back in one reply. */
+static void cmd_scan(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
+{
+    long long cursor;
+    if (cmd_parse_ll(argv[1].ptr, argv[1].len, &cursor) != 0 || cursor < 0) {
+        resp_add_error(ctx->out, "ERR invalid cursor");
+        return;
+    }
+
+    const cmd_arg_t *pattern = NULL;
+    bool strings = true;
+    for (int i = 2; i < argc; i += 2) {
+        long long count;
+        if (i + 1 >= argc) {
+            resp_add_error(ctx->out, "ERR syntax error");
+            return;
+        }
+        if (cmd_arg_is(&argv[i], "match")) {
+            pattern = &argv[i + 1];
+        } else if (cmd_arg_is(&argv[i], "count")) {
+            if (cmd_parse_ll(argv[i + 1].ptr, argv[i + 1].len, &count) != 0) {
+                resp_add_error(ctx->out, "ERR value is not an integer or out of range");
+                return;
+            }
+            if (count < 1) {
+                resp_add_error(ctx->out, "ERR syntax error");
+                return;
+            }
+        } else if (cmd_arg_is(&argv[i], "type")) {
+            strings = cmd_arg_is(&argv[i + 1], "string");
+        } else {
+            resp_add_error(ctx->out, "ERR syntax error");
+            return;
+        }
+    }
+
+    /* Only strings exist, and a cursor other than 0 is past the end. */
+    if (!strings || cursor != 0) {
+        resp_add_array(ctx->out, 2);
+        resp_add_cstr(ctx->out, "0");
+        resp_add_array(ctx->out, 0);
+        return;
+    }
+    reply_keys(ctx, pattern, true);
+}
+
+static void cmd_time(cmd_ctx_t *ctx, int argc, const cmd_arg_t *argv)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char seconds[32];
+    char micros[32];
+    snprintf(seconds, sizeof seconds, "%lld", (long long)now.tv_sec);
+    snprintf(micros, sizeof micros, "%ld", now.tv_nsec / 1000);
+    resp_add_array(ctx->out, 2);
+    resp_add_cstr(ctx->out, seconds);
+    resp_add_cstr(ctx->out, micros);
 }
 
 const cmd_def_t cmd_server_table[] = {
@@ -515,6 +844,10 @@ const cmd_def_t cmd_server_table[] = {
     {"config", -2, CMD_NOKEY, 0, 0, 0, CMD_MERGE_NONE, cmd_config},
     {"dbsize", 1, CMD_NOKEY, 0, 0, 0, CMD_MERGE_NONE, cmd_dbsize},
     {"flushall", -1, CMD_ALL_NODES, 0, 0, 0, CMD_MERGE_OK, cmd_flushall},
+    {"flushdb", -1, CMD_ALL_NODES, 0, 0, 0, CMD_MERGE_OK, cmd_flushall},
+    {"keys", 2, CMD_ALL_NODES, 0, 0, 0, CMD_MERGE_CONCAT, cmd_keys},
+    {"scan", -2, CMD_ALL_NODES, 0, 0, 0, CMD_MERGE_SCAN, cmd_scan},
+    {"time", 1, CMD_NOKEY, 0, 0, 0, CMD_MERGE_NONE, cmd_time},
     {"info", -1, CMD_NOKEY, 0, 0, 0, CMD_MERGE_NONE, cmd_info},
     {"cluster", -2, CMD_NOKEY, 0, 0, 0, CMD_MERGE_NONE, cmd_cluster},
     {NULL, 0, 0, 0, 0, 0, CMD_MERGE_NONE, NULL},

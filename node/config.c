@@ -1,6 +1,7 @@
 /* config: table-driven parsing and validation of the daemon's settings. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 typedef enum {
     OPT_ID,       /* node id */
     OPT_HOST,     /* host name or address */
+    OPT_ADDR,     /* numeric IPv4 address */
     OPT_PORT,     /* TCP port, 1..65535 */
     OPT_UINT,     /* bounded unsigned integer */
     OPT_SEEDS,    /* comma-separated host:port list */
@@ -36,8 +38,8 @@ typedef struct opt {
 static const opt_t opts[] = {
     {"node-id", "PEERCACHE_NODE_ID", OPT_ID, NULL, "<advertise>:<peer-port>",
      0, 0, "name", "stable name of this node in the cluster"},
-    {"bind", "PEERCACHE_BIND", OPT_HOST, "0.0.0.0", NULL, 0, 0, "address",
-     "address every listener binds"},
+    {"bind", "PEERCACHE_BIND", OPT_ADDR, "0.0.0.0", NULL, 0, 0, "address",
+     "numeric IPv4 address every listener binds"},
     {"advertise", "PEERCACHE_ADVERTISE", OPT_HOST, NULL, "the host name", 0, 0,
      "host", "address peers use to reach this node"},
     {"port", "PEERCACHE_PORT", OPT_PORT, "7379", NULL, 1, 65535, "port",
@@ -150,6 +152,8 @@ static void describe_expected(const opt_t *opt, char *out, size_t out_len)
         snprintf(out, out_len, "host:port[,host:port], at most %d", CONFIG_MAX_SEEDS);
     else if (opt->type == OPT_ID)
         snprintf(out, out_len, "1 to %d letters, digits or . _ : -", CONFIG_MAX_ID_BYTES);
+    else if (opt->type == OPT_ADDR)
+        snprintf(out, out_len, "a numeric IPv4 address such as 0.0.0.0 or 127.0.0.1");
     else if (opt->type == OPT_LOGLEVEL)
         snprintf(out, out_len, "error, warning, notice, info or debug");
     else
@@ -160,6 +164,7 @@ static void describe_expected(const opt_t *opt, char *out, size_t out_len)
 static int apply_opt(config_t *cfg, const opt_t *opt, const char *value)
 {
     unsigned long number = 0;
+    struct in_addr ipv4;
 
     switch (opt->type) {
     case OPT_ID:
@@ -170,10 +175,14 @@ static int apply_opt(config_t *cfg, const opt_t *opt, const char *value)
     case OPT_HOST:
         if (!host_valid(value))
             return -1;
-        if (strcmp(opt->flag, "bind") == 0)
-            snprintf(cfg->bind, sizeof cfg->bind, "%s", value);
-        else
-            snprintf(cfg->advertise, sizeof cfg->advertise, "%s", value);
+        snprintf(cfg->advertise, sizeof cfg->advertise, "%s", value);
+        return 0;
+    case OPT_ADDR:
+        /* ZeroMQ binds to an address or an interface, never to a name
+         * that needs DNS, so only numeric IPv4 addresses are taken. */
+        if (inet_pton(AF_INET, value, &ipv4) != 1)
+            return -1;
+        snprintf(cfg->bind, sizeof cfg->bind, "%s", value);
         return 0;
     case OPT_SEEDS:
         return parse_seeds(cfg, value);

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +52,14 @@ static int run(node_t *node)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
 
+    int listen_fd = server_bind(&node->cfg);
+    if (listen_fd < 0)
+        return 1;
+
     pc_err_t err = cluster_start(node, &node->cluster);
     if (err != PC_OK) {
         LOG_ERROR("main", "cannot start the cluster actor error=%s", pc_err_name(err));
+        close(listen_fd);
         return 1;
     }
 
@@ -62,10 +68,11 @@ static int run(node_t *node)
         LOG_NOTICE("main", "shutting down before joining signal=%s",
                    received == SIGTERM ? "SIGTERM" : "SIGINT");
         cluster_stop(&node->cluster);
+        close(listen_fd);
         return 0;
     }
 
-    err = server_start(node, &node->server);
+    err = server_start(node, listen_fd, &node->server);
     if (err != PC_OK) {
         LOG_ERROR("main", "cannot start the client server error=%s", pc_err_name(err));
         cluster_stop(&node->cluster);

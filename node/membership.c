@@ -362,10 +362,15 @@ static void send_joins(cluster_t *c, int64_t now)
         backoff = CLUSTER_JOIN_BACKOFF_MAX_MS;
     c->next_join_ms = now + backoff;
 
-    if (c->join_attempts % 10 == 0)
-        LOG_WARNING("cluster", "no seed has answered yet attempts=%u next_retry_ms=%"
-                    PRId64 "; check --seeds and that a seed is running",
-                    c->join_attempts, backoff);
+    /* Warn at attempts 4, 8, 16, ...: a second or so in, then less and
+     * less often as the backoff grows. */
+    unsigned n = c->join_attempts;
+    if (n >= 4 && (n & (n - 1)) == 0)
+        LOG_WARNING("cluster", "no seed has replied yet attempts=%u next_retry_ms=%"
+                    PRId64 "; check --seeds and that a seed is running", n, backoff);
+    else
+        LOG_INFO("cluster", "sent JOIN to the seeds attempt=%u next_retry_ms=%" PRId64,
+                 n, backoff);
 }
 
 void membership_on_join(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg)

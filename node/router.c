@@ -482,6 +482,69 @@ static void merge_array(fanout_t *f, pc_buf_t *out)
     free(spans);
 }
 
+/* Finds the key array of a part: the reply itself for KEYS, its second
+ * element for SCAN. Returns the array's element count and sets *at to its
+ * first element, or returns -1 for a malformed reply. */
+static long long key_array(const fanout_t *f, const pc_buf_t *res, size_t *at)
+{
+    resp_value_t value;
+    size_t used = 0;
+    *at = 0;
+    if (resp_read_value(res->data, res->len, &value, &used) != PC_OK ||
+        value.type != RESP_ARRAY)
+        return -1;
+    *at = used;
+    if (f->merge == CMD_MERGE_SCAN) {
+        if (value.integer != 2 ||
+            resp_skip_value(res->data + *at, res->len - *at, &used) != PC_OK)
+            return -1;
+        *at += used;
+        if (resp_read_value(res->data + *at, res->len - *at, &value, &used) != PC_OK ||
+            value.type != RESP_ARRAY)
+            return -1;
+        *at += used;
+    }
+    return value.integer;
+}
+
+/* Joins the key arrays of every part; a SCAN reply gets cursor 0 since
+ * each part returned all its keys. */
+static void merge_concat(fanout_t *f, pc_buf_t *out)
+{
+    const pc_buf_t *error = first_error(f);
+    if (error != NULL) {
+        append_result(out, error);
+        return;
+    }
+
+    size_t *starts = calloc(f->nparts, sizeof *starts);
+    long long total = 0;
+    for (size_t i = 0; starts != NULL && i < f->nparts; i++) {
+        long long count = key_array(f, &f->parts[i].result, &starts[i]);
+        if (count < 0) {
+            free(starts);
+            resp_add_errorf(out, "ERR invalid reply from peer %s", f->parts[i].target);
+            return;
+        }
+        total += count;
+    }
+    if (starts == NULL) {
+        resp_add_error(out, "ERR out of memory");
+        return;
+    }
+
+    if (f->merge == CMD_MERGE_SCAN) {
+        resp_add_array(out, 2);
+        resp_add_cstr(out, "0");
+    }
+    resp_add_array(out, (size_t)total);
+    for (size_t i = 0; i < f->nparts; i++) {
+        const pc_buf_t *res = &f->parts[i].result;
+        buf_append(out, res->data + starts[i], res->len - starts[i]);
+    }
+    free(starts);
+}
+
 static void merge(fanout_t *f, pc_buf_t *out)
 {
     switch (f->merge) {
@@ -493,6 +556,10 @@ static void merge(fanout_t *f, pc_buf_t *out)
         break;
     case CMD_MERGE_ARRAY:
         merge_array(f, out);
+        break;
+    case CMD_MERGE_CONCAT:
+    case CMD_MERGE_SCAN:
+        merge_concat(f, out);
         break;
     case CMD_MERGE_NONE:
         append_result(out, &f->parts[0].result);

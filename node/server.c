@@ -27,6 +27,7 @@
 
 struct server {
     node_t *node;
+    int listen_fd;
     io_thread_t *threads;
     unsigned thread_count;
 };
@@ -457,7 +458,7 @@ static void *io_main(void *arg)
     return NULL;
 }
 
-static int open_listener(const config_t *cfg)
+int server_bind(const config_t *cfg)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -474,12 +475,12 @@ static int open_listener(const config_t *cfg)
     int fd = socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0) {
+        /* No SO_REUSEPORT: with it a second process could bind the same
+         * port and silently take a share of the clients. */
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        if (bind(fd, result->ai_addr, result->ai_addrlen) != 0 ||
-            listen(fd, LISTEN_BACKLOG) != 0) {
-            LOG_ERROR("server", "cannot listen on %s:%u error=\"%s\"; choose a free "
-                      "--port", cfg->bind, cfg->port, strerror(errno));
+        if (bind(fd, result->ai_addr, result->ai_addrlen) != 0) {
+            LOG_ERROR("server", "cannot bind the client port %s:%u error=\"%s\"; "
+                      "check --bind and --port", cfg->bind, cfg->port, strerror(errno));
             close(fd);
             fd = -1;
         }
@@ -488,16 +489,16 @@ static int open_listener(const config_t *cfg)
     return fd;
 }
 
-static pc_err_t io_init(io_thread_t *io, node_t *node, unsigned index)
+/* Every I/O thread watches the one listening socket. EPOLLEXCLUSIVE wakes
+ * one thread per new connection rather than all of them. */
+static pc_err_t io_init(io_thread_t *io, node_t *node, unsigned index, int listen_fd)
 {
     io->node = node;
     io->index = index;
-    io->listen_fd = -1;
-    io->stop_fd = -1;
+    io->listen_fd = listen_fd;
     io->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    io->listen_fd = open_listener(&node->cfg);
     io->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (io->epoll_fd < 0 || io->listen_fd < 0 || io->stop_fd < 0)
+    if (io->epoll_fd < 0 || io->stop_fd < 0)
         return PC_ERR_IO;
 
     char endpoint[64];
@@ -518,8 +519,9 @@ static pc_err_t io_init(io_thread_t *io, node_t *node, unsigned index)
     if (io->router == NULL)
         return PC_ERR_NOMEM;
 
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_marker};
     epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, io->listen_fd, &ev);
+    ev.events = EPOLLIN;
     ev.data.ptr = &stop_marker;
     epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, io->stop_fd, &ev);
     ev.data.ptr = &pipe_marker;
@@ -532,8 +534,6 @@ static void io_fini(io_thread_t *io)
     router_destroy(&io->router);
     if (io->pipe != NULL)
         zmq_close(io->pipe);
-    if (io->listen_fd >= 0)
-        close(io->listen_fd);
     if (io->stop_fd >= 0)
         close(io->stop_fd);
     if (io->epoll_fd >= 0)
@@ -550,28 +550,40 @@ static void free_server(server_t *s, unsigned started)
     }
     for (unsigned i = 0; i < s->thread_count; i++)
         io_fini(&s->threads[i]);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
     free(s->threads);
     free(s);
 }
 
-pc_err_t server_start(node_t *node, server_t **out)
+pc_err_t server_start(node_t *node, int listen_fd, server_t **out)
 {
     server_t *s = calloc(1, sizeof *s);
-    if (s == NULL)
+    if (s == NULL) {
+        close(listen_fd);
         return PC_ERR_NOMEM;
+    }
     s->node = node;
+    s->listen_fd = -1;
     s->thread_count = node->cfg.threads;
     s->threads = calloc(s->thread_count, sizeof *s->threads);
     if (s->threads == NULL) {
+        close(listen_fd);
         free(s);
         return PC_ERR_NOMEM;
     }
-    for (unsigned i = 0; i < s->thread_count; i++) {
-        s->threads[i].epoll_fd = s->threads[i].listen_fd = s->threads[i].stop_fd = -1;
-    }
+    for (unsigned i = 0; i < s->thread_count; i++)
+        s->threads[i].epoll_fd = s->threads[i].stop_fd = -1;
 
+    s->listen_fd = listen_fd;
+    if (listen(listen_fd, LISTEN_BACKLOG) != 0) {
+        LOG_ERROR("server", "cannot listen on the client port %s:%u error=\"%s\"",
+                  node->cfg.bind, node->cfg.port, strerror(errno));
+        free_server(s, 0);
+        return PC_ERR_IO;
+    }
     for (unsigned i = 0; i < s->thread_count; i++) {
-        pc_err_t err = io_init(&s->threads[i], node, i);
+        pc_err_t err = io_init(&s->threads[i], node, i, s->listen_fd);
         if (err != PC_OK) {
             free_server(s, 0);
             return err;

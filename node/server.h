@@ -1,8 +1,8 @@
 /* server: the client I/O threads that serve the Redis protocol.
  *
- * Each of the --threads I/O threads runs its own epoll loop with its own
- * listening socket on --port (SO_REUSEPORT spreads connections across
- * them), its own connections and its own inproc pipe to the cluster
+ * Each of the --threads I/O threads runs its own epoll loop over the one
+ * listening socket on --port (EPOLLEXCLUSIVE wakes one thread per new
+ * connection), its own connections and its own inproc pipe to the cluster
  * actor. A connection belongs to one thread for its whole life, so
  * connection state needs no locks.
  */
@@ -14,10 +14,16 @@
 
 typedef struct server server_t;
 
-/* Binds the client port on every I/O thread and starts the threads; the
- * cluster actor must already be running. Returns PC_OK with the server in
- * *out, or PC_ERR_IO when the port cannot be bound (logged). */
-pc_err_t server_start(node_t *node, server_t **out);
+/* Binds the client port without listening, so that a port taken by
+ * another process is found at start-up while connections are still
+ * refused. Returns the socket, or -1 after logging why. */
+int server_bind(const config_t *cfg);
+
+/* Listens on listen_fd (from server_bind, owned by the server from now
+ * on, closed on failure too) and starts the I/O threads; the cluster
+ * actor must already be running. Returns PC_OK with the server in *out,
+ * PC_ERR_IO when listening or a thread fails (logged), or PC_ERR_NOMEM. */
+pc_err_t server_start(node_t *node, int listen_fd, server_t **out);
 
 /* Stops the I/O threads, closes every connection and frees the server.
  * Sets *server to NULL; accepts NULL. */

@@ -29,10 +29,13 @@ build() {
   meson compile -C "$build_dir" node/peercached >/dev/null
 }
 
-wait_for_port() {
-  local port=$1
-  for _ in $(seq 1 50); do
-    if redis-cli -p "$port" PING 2>/dev/null | grep -q PONG; then
+# Waits until the node started with this PID answers on its port as
+# itself, so that another process on the same port cannot pass for it.
+wait_for_node() {
+  local port=$1 pid=$2 id=$3
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [ "$(redis-cli -p "$port" CLUSTER MYID 2>/dev/null)" = "$id" ]; then
       return 0
     fi
     sleep 0.1
@@ -62,7 +65,7 @@ up() {
     fi
     "$binary" "${args[@]}" >"$state_dir/node$i.log" 2>&1 &
     echo $! >"$state_dir/node$i.pid"
-    if ! wait_for_port "$(client_port "$i")"; then
+    if ! wait_for_node "$(client_port "$i")" "$(cat "$state_dir/node$i.pid")" "node$i"; then
       echo "cluster.sh: node$i did not start; its log:" >&2
       tail -n 20 "$state_dir/node$i.log" >&2
       down

@@ -93,7 +93,10 @@ if [ "${DOCKER:-1}" != 0 ]; then
   echo "== docker compose"
   bash "$root/tests/system/test_compose.sh" >"$logs/compose.log" 2>&1
   status=$?
-  tail -n 5 "$logs/compose.log"
+  # The test's own "N passed, N failed" line would read like the summary
+  # of the whole run, so it is left out here.
+  grep -v -E '^[0-9]+ passed, [0-9]+ failed' "$logs/compose.log" | tail -n 5 | sed 's/^/   /'
+  echo "   compose test exit status $status; log: $logs/compose.log"
   case $status in
     0) passed=$((passed + 1)) ;;
     77) skipped=$((skipped + 1)) ;;

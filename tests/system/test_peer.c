@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <zmq.h>
 
 #include "harness.h"
@@ -505,6 +506,106 @@ Test(peer, quit_waits_for_forwarded_replies)
     char rest[16];
     cr_assert_eq(harness_read_raw(conn, rest, sizeof rest), 0,
                  "the connection stayed open after QUIT");
+    harness_conn_close(&conn);
+    finish();
+}
+
+#define LISTED_KEYS 60
+
+/* Counts the elements of an array reply that equal name. */
+static size_t count_named(const harness_reply_t *array, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < array->count; i++)
+        n += strcmp(array->elements[i]->str, name) == 0;
+    return n;
+}
+
+/* KEYS and SCAN go to every member; each lists the keys it is the first
+ * owner of, so every key appears exactly once although it has replicas. */
+Test(peer, keys_and_scan_list_each_key_once)
+{
+    harness_node_t *nodes[3];
+    cr_assert(harness_start_cluster(nodes, 3, 2));
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+    for (int i = 0; i < LISTED_KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "listed:%d", i);
+        char *ok = harness_cmd_status(conn, "SET", key, "v", NULL);
+        cr_assert_not_null(ok);
+        free(ok);
+    }
+    char *ok = harness_cmd_status(conn, "SET", "unlisted", "v", NULL);
+    cr_assert_not_null(ok);
+    free(ok);
+    harness_conn_close(&conn);
+
+    conn = harness_connect(nodes[2]->port);
+    cr_assert_not_null(conn);
+    harness_reply_t *keys = harness_cmd(conn, "KEYS", "listed:*", NULL);
+    cr_assert_not_null(keys);
+    cr_assert_eq(keys->type, '*');
+    cr_assert_eq(keys->count, LISTED_KEYS, "KEYS listed %zu keys", keys->count);
+    for (int i = 0; i < LISTED_KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "listed:%d", i);
+        cr_assert_eq(count_named(keys, key), 1, "%s listed %zu times", key,
+                     count_named(keys, key));
+    }
+    harness_reply_free(keys);
+
+    /* One SCAN call returns everything, with cursor 0. */
+    harness_reply_t *scan = harness_cmd(conn, "SCAN", "0", "MATCH", "listed:1?", "COUNT",
+                                        "5", NULL);
+    cr_assert_not_null(scan);
+    cr_assert_eq(scan->count, 2);
+    cr_assert_str_eq(scan->elements[0]->str, "0");
+    cr_assert_eq(scan->elements[1]->count, 10, "SCAN MATCH listed:1? returned %zu keys",
+                 scan->elements[1]->count);
+    harness_reply_free(scan);
+
+    harness_reply_t *bad = harness_cmd(conn, "SCAN", "abc", NULL);
+    cr_assert_not_null(bad);
+    cr_assert_str_eq(bad->str, "ERR invalid cursor");
+    harness_reply_free(bad);
+    harness_conn_close(&conn);
+    finish();
+}
+
+/* A second node on a client port that is taken exits at once with an
+ * error instead of sharing the port. */
+Test(peer, client_port_clash_fails)
+{
+    harness_node_t *nodes[1];
+    cr_assert(harness_start_cluster(nodes, 1, 2));
+
+    harness_node_t *intruder = harness_node_add("intruder", 2, NULL);
+    cr_assert_not_null(intruder);
+    intruder->port = nodes[0]->port;
+    cr_assert(harness_node_start(intruder));
+
+    int status = -1;
+    long long deadline = harness_now_ms() + 5000;
+    pid_t done = 0;
+    while (done == 0 && harness_now_ms() < deadline) {
+        done = waitpid(intruder->pid, &status, WNOHANG);
+        if (done == 0)
+            harness_sleep_ms(20);
+    }
+    cr_assert_eq(done, intruder->pid, "the second node kept running on a taken port");
+    intruder->pid = 0;
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 1);
+    cr_assert(harness_log_contains(intruder, "cannot bind the client port"));
+
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+    char *id = NULL;
+    size_t len = 0;
+    cr_assert(harness_cmd_bulk(conn, &id, &len, "CLUSTER", "MYID", NULL));
+    cr_assert_str_eq(id, "node1");
+    free(id);
     harness_conn_close(&conn);
     finish();
 }
