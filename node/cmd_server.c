@@ -1,9 +1,10 @@
 /* cmd_server: connection, server and cluster commands (PING, HELLO,
  * CLIENT, COMMAND, CONFIG, INFO, CLUSTER, DBSIZE, FLUSHALL...).
  *
- * These run on the node that received them, except FLUSHALL, which the
- * router also sends to every other member. Handlers that read node state
- * (INFO, CLUSTER) read the view inside a read-side section.
+ * These run on the node that received them, except FLUSHALL, FLUSHDB,
+ * KEYS and SCAN, which the router sends to every member and merges.
+ * Handlers that read node state (INFO, CLUSTER, KEYS, SCAN) read the view
+ * inside a read-side section.
  */
 #include <fnmatch.h>
 #include <stdbool.h>

@@ -1,7 +1,9 @@
-/* System tests of what a node does with bad input: malformed peer
- * messages on its ROUTER port, and malformed or oversized client
- * requests. Every node is a real peercached process on 127.0.0.1, and the
- * bad peer is a real ZeroMQ DEALER socket. */
+/* System tests of a node's edges: malformed peer messages on its ROUTER
+ * port, malformed or oversized client requests, a stopped owner, a gap in
+ * a replication stream, QUIT behind forwarded replies, cluster-wide KEYS
+ * and SCAN, and a taken client port. Every node is a real peercached
+ * process on 127.0.0.1, and the bad or fake peers are real ZeroMQ
+ * sockets. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
