@@ -611,3 +611,54 @@ Test(peer, client_port_clash_fails)
     harness_conn_close(&conn);
     finish();
 }
+
+#define SLOW_VALUE_BYTES (256u * 1024)
+#define SLOW_REQUESTS 2000
+
+/* A client that pipelines many large reads and never reads the replies
+ * must not hold up another client: the node stops reading from the slow
+ * one once its unsent output passes a limit, and keeps serving the rest. */
+Test(peer, slow_reader_does_not_stall_others)
+{
+    harness_node_t *nodes[1];
+    cr_assert(harness_start_cluster(nodes, 1, 2));
+
+    char *value = malloc(SLOW_VALUE_BYTES);
+    cr_assert_not_null(value);
+    memset(value, 'x', SLOW_VALUE_BYTES);
+    harness_conn_t *fast = harness_connect(nodes[0]->port);
+    cr_assert_not_null(fast);
+    const char *set_argv[] = {"SET", "big", value};
+    const size_t set_lens[] = {3, 3, SLOW_VALUE_BYTES};
+    harness_reply_t *reply = harness_cmdv(fast, 3, set_argv, set_lens);
+    cr_assert_not_null(reply);
+    harness_reply_free(reply);
+    free(value);
+
+    /* 2000 GETs would produce 500 MiB of replies; the slow client sends
+     * them all and reads nothing. */
+    harness_conn_t *slow = harness_connect(nodes[0]->port);
+    cr_assert_not_null(slow);
+    for (int i = 0; i < SLOW_REQUESTS; i++) {
+        const char *get_argv[] = {"GET", "big"};
+        harness_append(slow, 2, get_argv, NULL);
+    }
+    cr_assert(harness_flush(slow));
+
+    for (int i = 0; i < 100; i++) {
+        char *pong = harness_cmd_status(fast, "PING", NULL);
+        cr_assert_not_null(pong, "PING %d failed while another client lagged", i);
+        free(pong);
+    }
+
+    /* The node held back rather than buffering every reply. */
+    harness_conn_t *probe = harness_connect(nodes[0]->port);
+    cr_assert_not_null(probe);
+    long long processed = info_field(probe, "total_commands_processed");
+    cr_assert_lt(processed, SLOW_REQUESTS, "all %lld commands ran although the client "
+                 "read nothing", processed);
+    harness_conn_close(&probe);
+    harness_conn_close(&slow);
+    harness_conn_close(&fast);
+    finish();
+}
