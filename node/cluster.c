@@ -233,6 +233,18 @@ static void on_repl(cluster_t *c, const msg_t *msg)
                     (int)msg->from.len, msg->from.ptr, pc_err_name(err));
 }
 
+/* Decodes one frame into *msg, which the caller releases with msg_fini
+ * either way. A frame that fails validation is counted and logged with
+ * the peer's id, and false is returned. */
+static bool decode_frame(cluster_t *c, zmq_msg_t *frame, const char *peer, msg_t *msg)
+{
+    char why[160];
+    if (msg_decode(zmq_msg_data(frame), zmq_msg_size(frame), msg, why, sizeof why) == PC_OK)
+        return true;
+    cluster_note_malformed(c, peer, why);
+    return false;
+}
+
 static bool on_sub(cluster_t *c)
 {
     zmq_msg_t frames[MAX_FRAMES];
@@ -247,11 +259,8 @@ static bool on_sub(cluster_t *c)
     }
 
     msg_t msg;
-    char why[160];
-    pc_err_t err = msg_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
-                              &msg, why, sizeof why);
-    if (err != PC_OK) {
-        cluster_note_malformed(c, "unknown", why);
+    if (!decode_frame(c, &frames[1], "unknown", &msg)) {
+        /* counted and logged */
     } else if (msg.type == MSG_REPL) {
         on_repl(c, &msg);
     } else if (msg.type == MSG_BEAT) {
@@ -351,11 +360,7 @@ static bool on_router(cluster_t *c)
     }
 
     msg_t msg;
-    char why[160];
-    pc_err_t err = msg_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
-                              &msg, why, sizeof why);
-    if (err != PC_OK) {
-        cluster_note_malformed(c, sender, why);
+    if (!decode_frame(c, &frames[1], sender, &msg)) {
         msg_fini(&msg);
         close_frames(frames, count);
         return true;
@@ -396,15 +401,13 @@ static bool on_dealer(cluster_t *c, void *socket, peer_t *peer)
 
     const char *peer_id = peer ? peer->member.id : "seed";
     msg_t msg;
-    char why[160];
     if (count != 1 || too_many) {
         cluster_note_malformed(c, peer_id, "DEALER message without one frame");
         close_frames(frames, count);
         return true;
     }
-    if (msg_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &msg, why,
-                   sizeof why) != PC_OK) {
-        cluster_note_malformed(c, peer_id, why);
+    if (!decode_frame(c, &frames[0], peer_id, &msg)) {
+        /* counted and logged */
     } else if (msg.type == MSG_REPLY) {
         send_reply_to_pipe(c, msg.id, msg.resp.ptr, msg.resp.len);
     } else if (msg.type == MSG_WELCOME) {
