@@ -170,8 +170,28 @@ void cluster_publish_entry(cluster_t *c, const char *const *targets,
     }
 }
 
+void cluster_note_apply_failure(cluster_t *c, msg_bytes_t from, pc_err_t err)
+{
+    char peer[MSG_MAX_ID_BYTES + 1];
+    snprintf(peer, sizeof peer, "%.*s", (int)from.len, from.ptr);
+    if (err == PC_ERR_INVALID) {
+        cluster_note_malformed(c, peer, "entry version more than an hour ahead of this "
+                               "node's clock; check the peer's clock");
+        return;
+    }
+    /* Out of memory: logged each time, since it loses a write. */
+    LOG_WARNING("cluster", "applying a replicated entry failed peer=%s error=%s", peer,
+                pc_err_name(err));
+}
+
 pc_err_t cluster_apply_entry(cluster_t *c, const msg_entry_t *entry)
 {
+    /* A version far in the future would drag this node's clock along and
+     * win every later comparison, so it is rejected: either the peer's
+     * clock is badly wrong or the message is forged. */
+    uint64_t now = pc_time_ms();
+    if (hlc_ms(entry->hlc) > now + CLUSTER_MAX_CLOCK_AHEAD_MS)
+        return PC_ERR_INVALID;
     hlc_observe(&c->node->clock, entry->hlc);
 
     store_entry_t *stored;
@@ -229,8 +249,7 @@ static void on_repl(cluster_t *c, const msg_t *msg)
     else if (err == PC_ERR_STALE)
         stat_add(&c->node->stats.repl_stale, 1);
     else
-        LOG_WARNING("cluster", "applying a replicated write failed peer=%.*s error=%s",
-                    (int)msg->from.len, msg->from.ptr, pc_err_name(err));
+        cluster_note_apply_failure(c, msg->from, err);
 }
 
 /* Decodes one frame into *msg, which the caller releases with msg_fini

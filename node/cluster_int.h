@@ -31,6 +31,8 @@
 #define HANDOFF_BATCH_BYTES (1u << 20)
 #define HANDOFF_WINDOW 4
 #define CLUSTER_SOCKET_HWM 1000000
+/* Versions more than this far ahead of the local clock are rejected. */
+#define CLUSTER_MAX_CLOCK_AHEAD_MS (60 * 60 * 1000)
 /* A forwarded request whose peer is not connected yet (just joined, or
  * reconnecting) waits this long in the actor before it fails. */
 #define CLUSTER_FORWARD_HOLD_MS 1000
@@ -130,6 +132,8 @@ void cluster_note_malformed(cluster_t *c, const char *peer, const char *why);
 void cluster_publish_entry(cluster_t *c, const char *const *targets,
                            size_t target_count, const msg_entry_t *entry);
 pc_err_t cluster_apply_entry(cluster_t *c, const msg_entry_t *entry);
+/* Counts and logs an entry that cluster_apply_entry rejected. */
+void cluster_note_apply_failure(cluster_t *c, msg_bytes_t from, pc_err_t err);
 
 /* membership.c */
 pc_err_t membership_start(cluster_t *c);

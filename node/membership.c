@@ -652,8 +652,7 @@ void membership_on_handoff(cluster_t *c, zmq_msg_t *routing_id, const msg_t *msg
     for (size_t i = 0; i < msg->entry_count; i++) {
         pc_err_t err = cluster_apply_entry(c, &msg->entries[i]);
         if (err != PC_OK && err != PC_ERR_STALE)
-            LOG_WARNING("cluster", "applying a handoff entry failed peer=%s error=%s",
-                        from, pc_err_name(err));
+            cluster_note_apply_failure(c, msg->from, err);
     }
     stat_add(&c->node->stats.handoff_keys_received, msg->entry_count);
     if (peer != NULL)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "harness.h"
@@ -405,14 +406,23 @@ static void fake_close(fake_member_t *fake)
     zmq_ctx_term(fake->ctx);
 }
 
-static void fake_publish(fake_member_t *fake, const char *topic, uint64_t seq,
-                         const char *key)
+static void fake_publish_at(fake_member_t *fake, const char *topic, uint64_t seq,
+                            const char *key, uint64_t wall_ms)
 {
     msg_entry_t entry = {.key = {key, strlen(key)}, .value = {"v", 1},
-                         .hlc = (uint64_t)harness_now_ms() << 16, .origin = 7};
+                         .hlc = wall_ms << 16, .origin = 7};
     msg_t repl = {.type = MSG_REPL, .from = {"fake", 4}, .epoch = 42, .seq = seq,
                   .entries = &entry, .entry_count = 1};
     fake_send(fake->pub, &repl, topic);
+}
+
+static void fake_publish(fake_member_t *fake, const char *topic, uint64_t seq,
+                         const char *key)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t wall_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    fake_publish_at(fake, topic, seq, key, wall_ms);
 }
 
 /* Waits for a message of the given type on the fake's ROUTER. */
@@ -660,5 +670,49 @@ Test(peer, slow_reader_does_not_stall_others)
     harness_conn_close(&probe);
     harness_conn_close(&slow);
     harness_conn_close(&fast);
+    finish();
+}
+
+/* A replicated version two hours ahead of the node's clock would drag
+ * the clock along and win every later write, so it is dropped and
+ * counted as malformed. */
+Test(peer, future_version_rejected)
+{
+    harness_node_t *nodes[1];
+    fake_member_t fake = {0};
+    char topic[40];
+    cr_assert(harness_start_cluster(nodes, 1, 2));
+    snprintf(topic, sizeof topic, "%s", nodes[0]->id);
+
+    fake_join(&fake, nodes[0]);
+    harness_conn_t *conn = harness_connect(nodes[0]->port);
+    cr_assert_not_null(conn);
+    long long deadline = harness_now_ms() + 10000;
+    while (info_field(conn, "repl_applied") < 1 && harness_now_ms() < deadline) {
+        fake_publish(&fake, topic, 1, "clock:first");
+        harness_sleep_ms(50);
+    }
+    cr_assert_geq(info_field(conn, "repl_applied"), 1, "no REPL from the fake was applied");
+    long long applied = info_field(conn, "repl_applied");
+    long long keys = 0;
+    cr_assert(harness_cmd_int(conn, &keys, "DBSIZE", NULL));
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t two_hours_ahead = ((uint64_t)now.tv_sec + 7200) * 1000;
+    fake_publish_at(&fake, topic, 2, "clock:future", two_hours_ahead);
+
+    deadline = harness_now_ms() + 5000;
+    while (info_field(conn, "peer_messages_malformed") < 1 && harness_now_ms() < deadline)
+        harness_sleep_ms(50);
+    cr_assert_eq(info_field(conn, "peer_messages_malformed"), 1);
+    cr_assert_eq(info_field(conn, "repl_applied"), applied);
+    long long after = 0;
+    cr_assert(harness_cmd_int(conn, &after, "DBSIZE", NULL));
+    cr_assert_eq(after, keys, "the future entry was stored");
+    cr_assert(harness_log_contains(nodes[0], "ahead of this node's clock"));
+
+    harness_conn_close(&conn);
+    fake_close(&fake);
     finish();
 }
