@@ -426,16 +426,50 @@ static void merge_sum(fanout_t *f, pc_buf_t *out)
     resp_add_int(out, sum);
 }
 
+static bool is_ok(const pc_buf_t *result)
+{
+    return result->len == 5 && memcmp(result->data, "+OK\r\n", 5) == 0;
+}
+
+/* Returns whether a part failed only because its peer could not be
+ * reached or did not reply in time, as opposed to rejecting the command. */
+static bool is_unreachable(const part_t *part)
+{
+    const pc_buf_t *res = &part->result;
+    static const char tryagain[] = "-TRYAGAIN peer ";
+    static const char timeout[] = "-ERR timed out after ";
+    return part->remote &&
+           ((res->len >= sizeof tryagain - 1 &&
+             memcmp(res->data, tryagain, sizeof tryagain - 1) == 0) ||
+            (res->len >= sizeof timeout - 1 &&
+             memcmp(res->data, timeout, sizeof timeout - 1) == 0));
+}
+
 static void merge_ok(fanout_t *f, pc_buf_t *out)
 {
+    size_t ok = 0;
+    const pc_buf_t *failure = NULL;
     for (size_t i = 0; i < f->nparts; i++) {
-        const pc_buf_t *res = &f->parts[i].result;
-        if (res->len != 5 || memcmp(res->data, "+OK\r\n", 5) != 0) {
-            append_result(out, res);
-            return;
-        }
+        if (is_ok(&f->parts[i].result))
+            ok++;
+        else if (failure == NULL)
+            failure = &f->parts[i].result;
     }
-    resp_add_simple(out, "OK");
+    if (failure == NULL) {
+        resp_add_simple(out, "OK");
+        return;
+    }
+
+    /* A command sent to every member (FLUSHALL) may have run on some: say
+     * so, rather than let the error read as "nothing happened". */
+    if ((f->def->flags & CMD_ALL_NODES) && ok > 0) {
+        size_t len = failure->len > 2 ? failure->len - 3 : 0;
+        resp_add_errorf(out, "ERR %s ran on %zu of %zu members; the others failed: %.*s",
+                        f->def->name, ok, f->nparts, (int)(len > 200 ? 200 : len),
+                        failure->len > 1 ? failure->data + 1 : "");
+        return;
+    }
+    append_result(out, failure);
 }
 
 /* Puts each part's array elements back at their keys' positions. */
@@ -511,15 +545,22 @@ static long long key_array(const fanout_t *f, const pc_buf_t *res, size_t *at)
  * each part returned all its keys. */
 static void merge_concat(fanout_t *f, pc_buf_t *out)
 {
-    const pc_buf_t *error = first_error(f);
-    if (error != NULL) {
-        append_result(out, error);
-        return;
+    /* Members that cannot be reached are left out, so KEYS and SCAN list
+     * what the reachable members own; any other error is the reply. */
+    for (size_t i = 0; i < f->nparts; i++) {
+        if (is_error(&f->parts[i].result) && !is_unreachable(&f->parts[i])) {
+            append_result(out, &f->parts[i].result);
+            return;
+        }
     }
 
     size_t *starts = calloc(f->nparts, sizeof *starts);
     long long total = 0;
     for (size_t i = 0; starts != NULL && i < f->nparts; i++) {
+        if (is_unreachable(&f->parts[i])) {
+            starts[i] = f->parts[i].result.len;
+            continue;
+        }
         long long count = key_array(f, &f->parts[i].result, &starts[i]);
         if (count < 0) {
             free(starts);

@@ -3,6 +3,7 @@
 #
 #   scripts/cluster.sh up [N]   build if needed, start N nodes (default 3)
 #   scripts/cluster.sh status   members and per-node key counts
+#   scripts/cluster.sh restart I  stop node I and start it again (same id)
 #   scripts/cluster.sh down     stop the nodes this script started
 #
 # Node i listens for clients on BASE_PORT+i (7401, 7402, ...), its ROUTER
@@ -29,18 +30,48 @@ build() {
   meson compile -C "$build_dir" node/peercached >/dev/null
 }
 
-# Waits until the node started with this PID answers on its port as
-# itself, so that another process on the same port cannot pass for it.
+# Waits until the process with this PID answers on its port, checked by
+# the process id INFO reports, so that another node on the same port
+# cannot pass for it.
 wait_for_node() {
-  local port=$1 pid=$2 id=$3
+  local port=$1 pid=$2
   for _ in $(seq 1 100); do
     kill -0 "$pid" 2>/dev/null || return 1
-    if [ "$(redis-cli -p "$port" CLUSTER MYID 2>/dev/null)" = "$id" ]; then
+    if redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"; then
       return 0
     fi
     sleep 0.1
   done
   return 1
+}
+
+# Starts node i in the background and records its PID.
+start_node() {
+  local i=$1
+  local args=(--node-id "node$i" --bind 127.0.0.1 --advertise 127.0.0.1
+              --port "$(client_port "$i")" --peer-port "$(peer_port "$i")")
+  if [ "$i" -gt 1 ]; then
+    args+=(--seeds "127.0.0.1:$(peer_port 1)")
+  fi
+  "$binary" "${args[@]}" >>"$state_dir/node$i.log" 2>&1 &
+  echo $! >"$state_dir/node$i.pid"
+  if ! wait_for_node "$(client_port "$i")" "$(cat "$state_dir/node$i.pid")"; then
+    echo "cluster.sh: node$i did not start; its log:" >&2
+    tail -n 20 "$state_dir/node$i.log" >&2
+    return 1
+  fi
+}
+
+# Sends SIGTERM to a PID and waits up to 5 s, then SIGKILL.
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "cluster.sh: pid $pid did not stop within 5 s; sending SIGKILL" >&2
+  kill -KILL "$pid" 2>/dev/null || true
 }
 
 up() {
@@ -56,18 +87,9 @@ up() {
 
   build
   mkdir -p "$state_dir"
-  local seed="127.0.0.1:$(peer_port 1)"
   for i in $(seq 1 "$count"); do
-    local args=(--node-id "node$i" --bind 127.0.0.1 --advertise 127.0.0.1
-                --port "$(client_port "$i")" --peer-port "$(peer_port "$i")")
-    if [ "$i" -gt 1 ]; then
-      args+=(--seeds "$seed")
-    fi
-    "$binary" "${args[@]}" >"$state_dir/node$i.log" 2>&1 &
-    echo $! >"$state_dir/node$i.pid"
-    if ! wait_for_node "$(client_port "$i")" "$(cat "$state_dir/node$i.pid")" "node$i"; then
-      echo "cluster.sh: node$i did not start; its log:" >&2
-      tail -n 20 "$state_dir/node$i.log" >&2
+    : >"$state_dir/node$i.log"
+    if ! start_node "$i"; then
       down
       exit 1
     fi
@@ -115,36 +137,38 @@ status() {
 }
 
 down() {
-  local pids=()
+  local stopped=0
   for pidfile in "$state_dir"/node*.pid; do
     [ -e "$pidfile" ] || continue
     local pid
     pid=$(cat "$pidfile")
     if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
-      pids+=("$pid")
+      stop_pid "$pid"
+      stopped=$((stopped + 1))
     fi
     rm -f "$pidfile"
   done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "cluster.sh: pid $pid did not stop within 5 s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  done
-  echo "Stopped ${#pids[@]} nodes."
+  echo "Stopped $stopped nodes."
+}
+
+restart() {
+  local i=$1
+  if ! [[ $i =~ ^[0-9]+$ ]] || [ ! -e "$state_dir/node$i.pid" ]; then
+    echo "cluster.sh: no node$i in $state_dir; see 'scripts/cluster.sh status'" >&2
+    exit 2
+  fi
+  stop_pid "$(cat "$state_dir/node$i.pid")"
+  start_node "$i" || exit 1
+  echo "Restarted node$i (pid $(cat "$state_dir/node$i.pid")); it rejoins and receives its keys."
 }
 
 case "${1:-}" in
   up) up "${2:-3}" ;;
   status) status ;;
   down) down ;;
+  restart) restart "${2:-}" ;;
   *)
-    echo "usage: scripts/cluster.sh up [N] | status | down" >&2
+    echo "usage: scripts/cluster.sh up [N] | status | restart I | down" >&2
     exit 2
     ;;
 esac

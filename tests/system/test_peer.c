@@ -329,8 +329,24 @@ Test(peer, reads_survive_stopped_owner)
         }
         harness_reply_free(reply);
     }
-    harness_conn_close(&conn);
     cr_assert_gt(written_failures, 0, "no write was routed to the stopped primary");
+
+    /* KEYS lists what the reachable members own instead of failing. */
+    harness_reply_t *keys = harness_cmd(conn, "KEYS", "owned:*", NULL);
+    cr_assert_not_null(keys);
+    cr_assert_eq(keys->type, '*', "KEYS failed: %s", keys->str ? keys->str : "");
+    cr_assert_gt(keys->count, 0);
+    cr_assert_lt(keys->count, OWNER_KEYS);
+    harness_reply_free(keys);
+
+    /* FLUSHALL runs on the members it reaches and says so. */
+    harness_reply_t *flush = harness_cmd(conn, "FLUSHALL", NULL);
+    cr_assert_not_null(flush);
+    cr_assert_eq(flush->type, '-');
+    cr_assert(strstr(flush->str, "flushall ran on 2 of 3 members") != NULL, "%s",
+              flush->str);
+    harness_reply_free(flush);
+    harness_conn_close(&conn);
     finish();
 }
 
