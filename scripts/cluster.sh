@@ -21,7 +21,8 @@ client_port() { echo $((base_port + $1)); }
 peer_port() { echo $((base_port + 100 + 2 * $1)); }
 
 build() {
-  if ! command -v meson >/dev/null || ! pkg-config --exists libzmq msgpack libsodium liburcu-cds 2>/dev/null; then
+  if ! command -v meson >/dev/null || ! command -v redis-cli >/dev/null ||
+     ! pkg-config --exists libzmq msgpack libsodium liburcu-cds criterion 2>/dev/null; then
     "$root/scripts/install-deps.sh"
   fi
   if [ ! -f "$build_dir/build.ninja" ]; then

@@ -467,6 +467,24 @@ static bool fake_expect(fake_member_t *fake, msg_type_t type, int timeout_ms)
     return false;
 }
 
+/* Joins the fake to the node, then publishes seq 1 until the node's
+ * subscription has caught it, since PUB/SUB drops what is sent before a
+ * subscription completes. Returns a client connection to the node. */
+static harness_conn_t *fake_join_subscribed(fake_member_t *fake, const harness_node_t *node,
+                                            const char *topic)
+{
+    fake_join(fake, node);
+    harness_conn_t *conn = harness_connect(node->port);
+    cr_assert_not_null(conn);
+    long long deadline = harness_now_ms() + 10000;
+    while (info_field(conn, "repl_applied") < 1 && harness_now_ms() < deadline) {
+        fake_publish(fake, topic, 1, "fake:first");
+        harness_sleep_ms(50);
+    }
+    cr_assert_geq(info_field(conn, "repl_applied"), 1, "no REPL from the fake was applied");
+    return conn;
+}
+
 Test(peer, stream_gap_requests_resync)
 {
     harness_node_t *nodes[1];
@@ -475,17 +493,7 @@ Test(peer, stream_gap_requests_resync)
     cr_assert(harness_start_cluster(nodes, 1, 2));
     snprintf(topic, sizeof topic, "%s", nodes[0]->id);
 
-    fake_join(&fake, nodes[0]);
-    harness_conn_t *conn = harness_connect(nodes[0]->port);
-    cr_assert_not_null(conn);
-
-    /* Publish seq 1 until the node's subscription has caught it. */
-    long long deadline = harness_now_ms() + 10000;
-    while (info_field(conn, "repl_applied") < 1 && harness_now_ms() < deadline) {
-        fake_publish(&fake, topic, 1, "gap:first");
-        harness_sleep_ms(50);
-    }
-    cr_assert_geq(info_field(conn, "repl_applied"), 1, "no REPL from the fake was applied");
+    harness_conn_t *conn = fake_join_subscribed(&fake, nodes[0], topic);
 
     /* Seq 2 to 4 never arrive: the node must notice and ask for a resync. */
     fake_publish(&fake, topic, 5, "gap:after");
@@ -700,15 +708,7 @@ Test(peer, future_version_rejected)
     cr_assert(harness_start_cluster(nodes, 1, 2));
     snprintf(topic, sizeof topic, "%s", nodes[0]->id);
 
-    fake_join(&fake, nodes[0]);
-    harness_conn_t *conn = harness_connect(nodes[0]->port);
-    cr_assert_not_null(conn);
-    long long deadline = harness_now_ms() + 10000;
-    while (info_field(conn, "repl_applied") < 1 && harness_now_ms() < deadline) {
-        fake_publish(&fake, topic, 1, "clock:first");
-        harness_sleep_ms(50);
-    }
-    cr_assert_geq(info_field(conn, "repl_applied"), 1, "no REPL from the fake was applied");
+    harness_conn_t *conn = fake_join_subscribed(&fake, nodes[0], topic);
     long long applied = info_field(conn, "repl_applied");
     long long keys = 0;
     cr_assert(harness_cmd_int(conn, &keys, "DBSIZE", NULL));
@@ -718,7 +718,7 @@ Test(peer, future_version_rejected)
     uint64_t two_hours_ahead = ((uint64_t)now.tv_sec + 7200) * 1000;
     fake_publish_at(&fake, topic, 2, "clock:future", two_hours_ahead);
 
-    deadline = harness_now_ms() + 5000;
+    long long deadline = harness_now_ms() + 5000;
     while (info_field(conn, "peer_messages_malformed") < 1 && harness_now_ms() < deadline)
         harness_sleep_ms(50);
     cr_assert_eq(info_field(conn, "peer_messages_malformed"), 1);
