@@ -28,6 +28,7 @@
 struct server {
     node_t *node;
     int listen_fd;
+    unsigned next_thread;  /* round robin of new connections; thread 0 only */
     io_thread_t *threads;
     unsigned thread_count;
 };
@@ -36,6 +37,7 @@ struct server {
 static char listen_marker;
 static char stop_marker;
 static char pipe_marker;
+static char handoff_marker;
 
 /* ---- reply slots ---- */
 
@@ -310,6 +312,91 @@ static void conn_writable(conn_t *conn)
     }
 }
 
+/* Takes a newly accepted socket into this thread's loop. */
+static void adopt_client(io_thread_t *io, int fd)
+{
+    node_stats_t *stats = &io->node->stats;
+    if (stat_get(&stats->connected_clients) >= SERVER_MAX_CLIENTS) {
+        static const char full[] = "-ERR max number of clients reached\r\n";
+        ssize_t ignored = send(fd, full, sizeof full - 1, MSG_NOSIGNAL);
+        (void)ignored;
+        close(fd);
+        stat_add(&stats->connections_rejected, 1);
+        return;
+    }
+
+    conn_t *conn = calloc(1, sizeof *conn);
+    if (conn == NULL) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn->fd = fd;
+    conn->io = io;
+    conn->info.id = atomic_fetch_add(&io->node->next_client_id, 1) + 1;
+    buf_init(&conn->in, CONN_INPUT_MAX_BYTES);
+    buf_init(&conn->out, CONN_OUTPUT_MAX_BYTES);
+    resp_parser_init(&conn->parser);
+
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = conn};
+    if (epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        conn_free(conn);
+        close(fd);
+        return;
+    }
+    conn->next = io->conns;
+    if (io->conns)
+        io->conns->prev = conn;
+    io->conns = conn;
+    stat_add(&stats->connected_clients, 1);
+}
+
+/* Queues a socket for another I/O thread and wakes it. */
+static void hand_over(io_thread_t *target, int fd)
+{
+    pthread_mutex_lock(&target->handoff_lock);
+    if (target->handoff_count == target->handoff_cap) {
+        size_t cap = target->handoff_cap ? target->handoff_cap * 2 : 16;
+        int *fds = realloc(target->handoff_fds, cap * sizeof *fds);
+        if (fds == NULL) {
+            pthread_mutex_unlock(&target->handoff_lock);
+            close(fd);
+            return;
+        }
+        target->handoff_fds = fds;
+        target->handoff_cap = cap;
+    }
+    target->handoff_fds[target->handoff_count++] = fd;
+    pthread_mutex_unlock(&target->handoff_lock);
+
+    uint64_t one = 1;
+    ssize_t ignored = write(target->handoff_event, &one, sizeof one);
+    (void)ignored;
+}
+
+/* Adopts the sockets other threads queued for this one. */
+static void take_handed_over(io_thread_t *io)
+{
+    uint64_t count;
+    ssize_t ignored = read(io->handoff_event, &count, sizeof count);
+    (void)ignored;
+
+    pthread_mutex_lock(&io->handoff_lock);
+    int *fds = io->handoff_fds;
+    size_t n = io->handoff_count;
+    io->handoff_fds = NULL;
+    io->handoff_count = io->handoff_cap = 0;
+    pthread_mutex_unlock(&io->handoff_lock);
+
+    for (size_t i = 0; i < n; i++)
+        adopt_client(io, fds[i]);
+    free(fds);
+}
+
+/* Thread 0 accepts every connection and deals them out in turn, so the
+ * connections of a burst spread over all threads instead of landing on
+ * whichever thread woke first. */
 static void accept_clients(io_thread_t *io)
 {
     for (;;) {
@@ -319,42 +406,14 @@ static void accept_clients(io_thread_t *io)
                 LOG_WARNING("server", "accept failed error=\"%s\"", strerror(errno));
             return;
         }
-        node_stats_t *stats = &io->node->stats;
-        stat_add(&stats->connections_received, 1);
-        if (stat_get(&stats->connected_clients) >= SERVER_MAX_CLIENTS) {
-            static const char full[] = "-ERR max number of clients reached\r\n";
-            ssize_t ignored = send(fd, full, sizeof full - 1, MSG_NOSIGNAL);
-            (void)ignored;
-            close(fd);
-            stat_add(&stats->connections_rejected, 1);
-            continue;
-        }
+        stat_add(&io->node->stats.connections_received, 1);
 
-        conn_t *conn = calloc(1, sizeof *conn);
-        if (conn == NULL) {
-            close(fd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn->fd = fd;
-        conn->io = io;
-        conn->info.id = atomic_fetch_add(&io->node->next_client_id, 1) + 1;
-        buf_init(&conn->in, CONN_INPUT_MAX_BYTES);
-        buf_init(&conn->out, CONN_OUTPUT_MAX_BYTES);
-        resp_parser_init(&conn->parser);
-
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = conn};
-        if (epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            conn_free(conn);
-            close(fd);
-            continue;
-        }
-        conn->next = io->conns;
-        if (io->conns)
-            io->conns->prev = conn;
-        io->conns = conn;
-        stat_add(&stats->connected_clients, 1);
+        server_t *s = io->server;
+        io_thread_t *target = &s->threads[s->next_thread++ % s->thread_count];
+        if (target == io)
+            adopt_client(io, fd);
+        else
+            hand_over(target, fd);
     }
 }
 
@@ -406,6 +465,8 @@ static void handle_event(io_thread_t *io, struct epoll_event *ev, bool *stop)
         *stop = true;
     } else if (ev->data.ptr == &pipe_marker) {
         io->pipe_dirty = true;
+    } else if (ev->data.ptr == &handoff_marker) {
+        take_handed_over(io);
     } else {
         conn_t *conn = ev->data.ptr;
         if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -489,17 +550,18 @@ int server_bind(const config_t *cfg)
     return fd;
 }
 
-/* Every I/O thread watches the one listening socket. EPOLLEXCLUSIVE wakes
- * one thread per new connection rather than all of them. */
-static pc_err_t io_init(io_thread_t *io, node_t *node, unsigned index, int listen_fd)
+static pc_err_t io_init(io_thread_t *io, server_t *s, unsigned index)
 {
-    io->node = node;
+    io->node = s->node;
+    io->server = s;
     io->index = index;
-    io->listen_fd = listen_fd;
+    io->listen_fd = s->listen_fd;
     io->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     io->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (io->epoll_fd < 0 || io->stop_fd < 0)
+    io->handoff_event = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->epoll_fd < 0 || io->stop_fd < 0 || io->handoff_event < 0)
         return PC_ERR_IO;
+    node_t *node = s->node;
 
     char endpoint[64];
     cluster_io_endpoint(index, endpoint, sizeof endpoint);
@@ -519,9 +581,11 @@ static pc_err_t io_init(io_thread_t *io, node_t *node, unsigned index, int liste
     if (io->router == NULL)
         return PC_ERR_NOMEM;
 
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_marker};
-    epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, io->listen_fd, &ev);
-    ev.events = EPOLLIN;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
+    if (index == 0)
+        epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, io->listen_fd, &ev);
+    ev.data.ptr = &handoff_marker;
+    epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, io->handoff_event, &ev);
     ev.data.ptr = &stop_marker;
     epoll_ctl(io->epoll_fd, EPOLL_CTL_ADD, io->stop_fd, &ev);
     ev.data.ptr = &pipe_marker;
@@ -536,6 +600,12 @@ static void io_fini(io_thread_t *io)
         zmq_close(io->pipe);
     if (io->stop_fd >= 0)
         close(io->stop_fd);
+    if (io->handoff_event >= 0)
+        close(io->handoff_event);
+    for (size_t i = 0; i < io->handoff_count; i++)
+        close(io->handoff_fds[i]);
+    free(io->handoff_fds);
+    pthread_mutex_destroy(&io->handoff_lock);
     if (io->epoll_fd >= 0)
         close(io->epoll_fd);
 }
@@ -572,8 +642,10 @@ pc_err_t server_start(node_t *node, int listen_fd, server_t **out)
         free(s);
         return PC_ERR_NOMEM;
     }
-    for (unsigned i = 0; i < s->thread_count; i++)
-        s->threads[i].epoll_fd = s->threads[i].stop_fd = -1;
+    for (unsigned i = 0; i < s->thread_count; i++) {
+        s->threads[i].epoll_fd = s->threads[i].stop_fd = s->threads[i].handoff_event = -1;
+        pthread_mutex_init(&s->threads[i].handoff_lock, NULL);
+    }
 
     s->listen_fd = listen_fd;
     if (listen(listen_fd, LISTEN_BACKLOG) != 0) {
@@ -583,7 +655,7 @@ pc_err_t server_start(node_t *node, int listen_fd, server_t **out)
         return PC_ERR_IO;
     }
     for (unsigned i = 0; i < s->thread_count; i++) {
-        pc_err_t err = io_init(&s->threads[i], node, i, s->listen_fd);
+        pc_err_t err = io_init(&s->threads[i], s, i);
         if (err != PC_OK) {
             free_server(s, 0);
             return err;

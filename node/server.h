@@ -1,9 +1,9 @@
 /* server: the client I/O threads that serve the Redis protocol.
  *
- * Each of the --threads I/O threads runs its own epoll loop over the one
- * listening socket on --port (EPOLLEXCLUSIVE wakes one thread per new
- * connection), its own connections and its own inproc pipe to the cluster
- * actor. A connection belongs to one thread for its whole life, so
+ * Each of the --threads I/O threads runs its own epoll loop over its own
+ * connections and its own inproc pipe to the cluster actor. Thread 0 also
+ * accepts on the one listening socket and deals new connections to the
+ * threads in turn. A connection belongs to one thread for its whole life, so
  * connection state needs no locks.
  */
 #ifndef PC_SERVER_H

@@ -69,6 +69,13 @@ struct io_thread {
     int epoll_fd;
     int listen_fd;
     int stop_fd;           /* eventfd the main thread writes to stop it */
+    struct server *server;
+    /* Accepted sockets that thread 0 queued for this thread. */
+    pthread_mutex_t handoff_lock;
+    int *handoff_fds;
+    size_t handoff_count;
+    size_t handoff_cap;
+    int handoff_event;     /* eventfd thread 0 writes after queueing */
     void *pipe;            /* PAIR to the cluster actor */
     int pipe_fd;           /* ZMQ_FD of pipe, for epoll */
     conn_t *conns;
