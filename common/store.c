@@ -35,8 +35,8 @@
 /* Initial and minimum bucket count. cds_lfht requires a power of two. */
 /* With CDS_LFHT_ACCOUNTING the table grows only once chains average 8
  * entries, and lookups that walk them cost about twice as much (measured
- * on 100,000 keys). Without it, an add that sees a chain of 3 grows the
- * table, which keeps chains short; the price is that the table never
+ * on 100,000 keys). Without it, an add that finds a chain of 3 grows the
+ * table, which keeps chains short. The price is that the table never
  * shrinks after keys are deleted. */
 #define STORE_INITIAL_BUCKETS (1u << 14)
 

@@ -1,14 +1,14 @@
 /* cluster: the actor that owns every ZeroMQ socket facing peers.
  *
  * One thread runs the actor. It binds the ROUTER (--peer-port) and PUB
- * (--pub-port) sockets, connects a DEALER and the SUB socket to every peer,
- * keeps the member list, publishes routing views, joins through seeds,
- * streams keys to joining nodes (handoff), applies the replication
- * stream, executes requests that peers forward, and runs the periodic
- * work (heartbeats, membership gossip, expiry sweeps, dropping keys that
- * moved away). ZeroMQ sockets are not thread-safe, so no other thread
- * touches these sockets: client I/O thread i talks to the actor over an
- * inproc PAIR socket at the endpoint cluster_io_endpoint(i), with the
+ * (--pub-port) sockets and connects a DEALER and the SUB socket to every
+ * peer. It keeps the member list, publishes routing views, joins through
+ * seeds and streams keys to joining nodes (handoff). It also applies the
+ * replication stream, executes requests that peers forward, and runs the
+ * periodic work: heartbeats, membership gossip, expiry sweeps and dropping
+ * keys that moved away. ZeroMQ sockets are not thread-safe, so no other
+ * thread touches these sockets. Client I/O thread i talks to the actor over
+ * an inproc PAIR socket at the endpoint cluster_io_endpoint(i), with the
  * pipe messages below.
  */
 #ifndef PC_CLUSTER_H

@@ -4,10 +4,10 @@
  * Members merge by incarnation (a restart starts a larger one) and then by
  * state (up beats joining), so every node converges on the same list
  * whatever order the JOIN, WELCOME and MEMBERS messages arrive in. A
- * joining node waits for a heartbeat from every member (its subscriptions
- * work), asks each member that is up for its keys with SYNC, and turns up
- * when every handoff has ended; until then other nodes route its keys'
- * reads to the owners that already hold them.
+ * joining node waits for a heartbeat from every member, which shows that
+ * its subscriptions work. It then sends SYNC to each member that is up and
+ * turns up when every handoff has ended. Until then other nodes route its
+ * keys' reads to the owners that already store them.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -564,7 +564,7 @@ static int scan_entry(const store_entry_t *e, void *arg)
 }
 
 /* Encodes every entry the joining node needs from us into batches.
- * NOTE: the batches are built at once, so a large handoff holds a copy of
+ * NOTE: the batches are built at once, so a large handoff keeps a copy of
  * the keys it moves until the joining node acknowledges them. */
 static handoff_t *build_handoff(cluster_t *c, uint32_t target)
 {

@@ -2,9 +2,10 @@
  *
  * The main thread fills a node_t, starts the cluster actor and the client
  * I/O threads, and stops them in the reverse order. Fields set before the
- * threads start are read-only afterwards; stats are atomic counters any
- * thread may bump; view is published by the cluster actor through RCU and
- * read by every other thread inside store_read_lock / store_read_unlock.
+ * threads start are read-only afterwards. The stats are atomic counters
+ * that any thread may add to. The view is published by the cluster actor
+ * through RCU, and every other thread reads it inside store_read_lock /
+ * store_read_unlock.
  */
 #ifndef PC_NODE_H
 #define PC_NODE_H

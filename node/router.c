@@ -460,8 +460,8 @@ static void merge_ok(fanout_t *f, pc_buf_t *out)
         return;
     }
 
-    /* A command sent to every member (FLUSHALL) may have run on some: say
-     * so, rather than let the error read as "nothing happened". */
+    /* A command sent to every member (FLUSHALL) may have run on some. The
+     * error reports how many, so that it does not read as "nothing ran". */
     if ((f->def->flags & CMD_ALL_NODES) && ok > 0) {
         size_t len = failure->len > 2 ? failure->len - 3 : 0;
         resp_add_errorf(out, "ERR %s ran on %zu of %zu members; the others failed: %.*s",

@@ -31,9 +31,9 @@ build() {
   meson compile -C "$build_dir" node/peercached >/dev/null
 }
 
-# Waits until the process with this PID answers on its port, checked by
-# the process id INFO reports, so that another node on the same port
-# cannot pass for it.
+# Waits until the process with this PID replies on its port. The check
+# compares the process id that INFO reports, so that another node on the
+# same port cannot pass for it.
 wait_for_node() {
   local port=$1 pid=$2
   for _ in $(seq 1 100); do

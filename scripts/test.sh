@@ -2,7 +2,7 @@
 # Installs what is missing, builds with warnings as errors, and runs every
 # test: the Criterion unit and system tests in a normal build and in an
 # AddressSanitizer + UndefinedBehaviorSanitizer build, then the Docker
-# Compose test when a Docker engine answers. The last line is the summary
+# Compose test when a Docker engine replies. The last line is the summary
 # of the whole run: "N passed, N failed, N skipped".
 #
 #   scripts/test.sh             everything

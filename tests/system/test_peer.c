@@ -69,9 +69,9 @@ Test(peer, malformed_messages_dropped)
     harness_node_t *nodes[1];
     cr_assert(harness_start_cluster(nodes, 1, 2));
 
-    /* Random bytes; an array32 header claiming 4 billion elements; a map
-     * with the right keys but a string where the type number belongs; a
-     * valid-looking map of an unknown type; a truncated map. */
+    /* Five bad frames: random bytes, an array32 header that claims 4
+     * billion elements, a map with a string where the type number
+     * belongs, a well-formed map of an unknown type, and a truncated map. */
     static const char garbage[] = "\x01\x02\x03 not msgpack \xc1\xff";
     static const char bomb[] = "\xdd\xff\xff\xff\xff";
     static const char wrong_type[] = "\x83\xa1v\x01\xa4type\xa3" "abc\xa4" "from\xa1x";
@@ -339,7 +339,7 @@ Test(peer, reads_survive_stopped_owner)
     cr_assert_lt(keys->count, OWNER_KEYS);
     harness_reply_free(keys);
 
-    /* FLUSHALL runs on the members it reaches and says so. */
+    /* FLUSHALL runs on the members it reaches and reports how many. */
     harness_reply_t *flush = harness_cmd(conn, "FLUSHALL", NULL);
     cr_assert_not_null(flush);
     cr_assert_eq(flush->type, '-');
@@ -557,8 +557,9 @@ static size_t count_named(const harness_reply_t *array, const char *name)
     return n;
 }
 
-/* KEYS and SCAN go to every member; each lists the keys it is the first
- * owner of, so every key appears exactly once although it has replicas. */
+/* KEYS and SCAN go to every member, and each member lists only the keys
+ * it is the first owner of. Every key therefore appears once, although
+ * it has replicas. */
 Test(peer, keys_and_scan_list_each_key_once)
 {
     harness_node_t *nodes[3];
